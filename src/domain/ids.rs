@@ -1,0 +1,101 @@
+//! Identifier newtypes: org ids, usage request ids and API key ids.
+//!
+//! Ids travel into sled keys, logs and headers, so they are bounded (1..=128 bytes) and
+//! may not contain control characters or the NUL byte that separates key segments.
+
+use super::ParseError;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+pub const MAX_ID_BYTES: usize = 128;
+
+fn check_id(raw: &str) -> Result<(), ParseError> {
+    if raw.is_empty() {
+        return Err(ParseError::new("must not be empty"));
+    }
+    if raw.len() > MAX_ID_BYTES {
+        return Err(ParseError::new(format!(
+            "must be at most {MAX_ID_BYTES} bytes"
+        )));
+    }
+    if raw.chars().any(|c| c.is_control()) {
+        return Err(ParseError::new("must not contain control characters"));
+    }
+    if raw.trim() != raw {
+        return Err(ParseError::new("must not start or end with white space"));
+    }
+    Ok(())
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(raw: &str) -> Result<Self, ParseError> {
+                check_id(raw)?;
+                Ok(Self(raw.to_owned()))
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// An organisation; server-generated as `org_` + ULID, but any bounded id is looked up.
+    OrgId
+);
+id_type!(
+    /// The caller's idempotency key of one usage record (`request_id`).
+    RequestId
+);
+id_type!(
+    /// The public half of an org API key (`key_` + ULID).
+    KeyId
+);
+
+impl OrgId {
+    pub fn generate() -> Self {
+        Self(format!("org_{}", ulid::Ulid::new()))
+    }
+}
+
+impl KeyId {
+    pub fn generate() -> Self {
+        Self(format!("key_{}", ulid::Ulid::new()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_bounded_and_printable() {
+        assert!(OrgId::parse("org_1").is_ok());
+        assert!(OrgId::parse("").is_err());
+        assert!(OrgId::parse(&"a".repeat(129)).is_err());
+        assert!(OrgId::parse(&"a".repeat(128)).is_ok());
+        assert!(RequestId::parse("a\u{0}b").is_err());
+        assert!(RequestId::parse("a\nb").is_err());
+        assert!(RequestId::parse(" a").is_err());
+    }
+
+    #[test]
+    fn generated_org_ids_have_the_documented_shape() {
+        let id = OrgId::generate();
+        assert!(id.as_str().starts_with("org_"));
+        assert_eq!(id.as_str().len(), 4 + 26);
+    }
+}

@@ -1,0 +1,23 @@
+//! Domain newtypes parsed once at the edge (ids, metrics, periods) and the plan
+//! catalogue. Everything past the HTTP layer takes these types, never raw strings.
+
+pub mod ids;
+pub mod metric;
+pub mod period;
+pub mod plans;
+
+pub use ids::{KeyId, OrgId, RequestId};
+pub use metric::Metric;
+pub use period::PeriodKey;
+pub use plans::{Catalogue, Plan, PlanCode};
+
+/// Why a raw value was refused; becomes one `details` entry of a 400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub String);
+
+impl ParseError {
+    pub fn new(problem: impl Into<String>) -> Self {
+        Self(problem.into())
+    }
+}

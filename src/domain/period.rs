@@ -1,0 +1,137 @@
+//! Billing periods: calendar months in UTC, written `YYYY-MM`.
+//!
+//! A period is stored as a month index (`year * 12 + month - 1`) so that ordering and
+//! "next period" are integer arithmetic; the string form is only for the wire.
+
+use super::ParseError;
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+const MIN_YEAR: u32 = 1970;
+const MAX_YEAR: u32 = 9999;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PeriodKey(u32);
+
+impl PeriodKey {
+    /// Parses exactly `YYYY-MM` (four-digit year, two-digit month 01..=12).
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        let bad = || ParseError::new("must be a month written YYYY-MM");
+        let b = raw.as_bytes();
+        if b.len() != 7 || b[4] != b'-' {
+            return Err(bad());
+        }
+        let digits = |s: &[u8]| -> Option<u32> {
+            s.iter().try_fold(0u32, |acc, c| {
+                c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+            })
+        };
+        let year = digits(&b[0..4]).ok_or_else(bad)?;
+        let month = digits(&b[5..7]).ok_or_else(bad)?;
+        if !(1..=12).contains(&month) || !(MIN_YEAR..=MAX_YEAR).contains(&year) {
+            return Err(bad());
+        }
+        Ok(Self(year * 12 + month - 1))
+    }
+
+    pub fn containing(at: DateTime<Utc>) -> Self {
+        let year = u32::try_from(at.year())
+            .unwrap_or(MIN_YEAR)
+            .clamp(MIN_YEAR, MAX_YEAR);
+        Self(year * 12 + at.month0())
+    }
+
+    pub fn year(self) -> u32 {
+        self.0 / 12
+    }
+
+    pub fn month(self) -> u32 {
+        self.0 % 12 + 1
+    }
+
+    pub fn next(self) -> Self {
+        Self(self.0 + 1)
+    }
+
+    /// First instant of the period.
+    pub fn start(self) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(self.year() as i32, self.month(), 1, 0, 0, 0)
+            .single()
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    /// First instant after the period (the reset time).
+    pub fn end(self) -> DateTime<Utc> {
+        self.next().start()
+    }
+
+    pub fn length_secs(self) -> u64 {
+        (self.end() - self.start()).num_seconds().max(0) as u64
+    }
+
+    /// Whole seconds from `now` to the end of the period, rounded up, never negative.
+    pub fn secs_until_end(self, now: DateTime<Utc>) -> u64 {
+        let ms = (self.end() - now).num_milliseconds().max(0) as u64;
+        ms.div_ceil(1000)
+    }
+
+    /// Compact big-endian form for sled keys (sorts like the period).
+    pub fn to_be_bytes(self) -> [u8; 4] {
+        self.0.to_be_bytes()
+    }
+
+    pub fn from_index(index: u32) -> Self {
+        Self(index)
+    }
+}
+
+impl fmt::Display for PeriodKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}", self.year(), self.month())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_only_real_months() {
+        assert_eq!(
+            PeriodKey::parse("2026-01").map(|p| p.to_string()),
+            Ok("2026-01".into())
+        );
+        for bad in [
+            "2026-13",
+            "26-01",
+            "",
+            "2026-00",
+            "2026-1",
+            "2026/01",
+            "２０２６-01",
+            "20261-1",
+        ] {
+            assert!(PeriodKey::parse(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn month_arithmetic_crosses_years() {
+        let dec = PeriodKey::parse("2026-12").unwrap();
+        assert_eq!(dec.next().to_string(), "2027-01");
+        assert_eq!(dec.length_secs(), 31 * 86_400);
+        let feb = PeriodKey::parse("2028-02").unwrap();
+        assert_eq!(feb.length_secs(), 29 * 86_400);
+        assert!(dec < dec.next());
+    }
+
+    #[test]
+    fn seconds_until_end_rounds_up() {
+        let p = PeriodKey::parse("2026-01").unwrap();
+        let now = p.end() - chrono::Duration::milliseconds(1500);
+        assert_eq!(p.secs_until_end(now), 2);
+        assert_eq!(p.secs_until_end(p.end() + chrono::Duration::seconds(5)), 0);
+        assert_eq!(PeriodKey::containing(now), p);
+    }
+}

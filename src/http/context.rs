@@ -1,0 +1,134 @@
+//! Per-request context: the tracing ids (`x-request-id`, `x-correlation-id`, read or
+//! generated, echoed on every response), the org a request concerned, and the middleware
+//! that records each request in the metrics and the DebugLog.
+//!
+//! The ids live in a task-local for the duration of the request so that an error built
+//! anywhere beneath the middleware (extractors, handlers, the 404 fallback) carries the
+//! correlation id without threading it through every signature.
+
+use crate::debug_log::DebugLogSink;
+use crate::domain::OrgId;
+use crate::metrics::Metrics;
+use crate::store::debug_log::DebugEntry;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage, HttpRequest};
+use std::time::Instant;
+
+pub const REQUEST_ID: &str = "x-request-id";
+pub const CORRELATION_ID: &str = "x-correlation-id";
+pub const TENANT_ID: &str = "x-tenant-id";
+
+#[derive(Debug, Clone)]
+pub struct Ids {
+    pub request_id: String,
+    pub correlation_id: String,
+}
+
+/// The org a request concerned, for the DebugLog (set by handlers).
+#[derive(Debug, Clone)]
+pub struct OrgTag(pub OrgId);
+
+tokio::task_local! {
+    static IDS: Ids;
+}
+
+/// The current request's correlation id (empty outside a request).
+pub fn correlation_id() -> String {
+    IDS.try_with(|ids| ids.correlation_id.clone())
+        .unwrap_or_default()
+}
+
+pub fn tag_org(req: &HttpRequest, org: &OrgId) {
+    req.extensions_mut().insert(OrgTag(org.clone()));
+}
+
+/// Accepts a caller's id only if it is short and printable; otherwise a fresh one is
+/// used, so a hostile header can never reach logs or responses.
+fn header_id(req: &ServiceRequest, name: &str) -> Option<String> {
+    let v = req.headers().get(name)?.to_str().ok()?;
+    let ok = !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic());
+    ok.then(|| v.to_owned())
+}
+
+/// Hot-path successes (checks, records) are sampled into the DebugLog: at gateway
+/// rates, logging each would cost more than the decision itself.
+fn is_hot(route: &str, status: u16) -> bool {
+    (route == "/api/quota/check" && (status == 200 || status == 429))
+        || (route == "/api/usage/record" && status == 200)
+}
+
+pub struct Observe {
+    pub metrics: Metrics,
+    pub debug_log: DebugLogSink,
+}
+
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let request_id = header_id(&req, REQUEST_ID).unwrap_or_else(|| ulid::Ulid::new().to_string());
+    let correlation_id = header_id(&req, CORRELATION_ID).unwrap_or_else(|| request_id.clone());
+    let ids = Ids {
+        request_id,
+        correlation_id,
+    };
+    req.extensions_mut().insert(ids.clone());
+    let observe = req.app_data::<web::Data<Observe>>().cloned();
+    let mut res = IDS.scope(ids.clone(), next.call(req)).await?;
+    for (name, value) in [
+        (REQUEST_ID, &ids.request_id),
+        (CORRELATION_ID, &ids.correlation_id),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            res.headers_mut().insert(HeaderName::from_static(name), v);
+        }
+    }
+    if let Some(observe) = observe {
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned());
+        let method = res.request().method().as_str().to_owned();
+        let status = res.status().as_u16();
+        let elapsed = started.elapsed();
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        observe
+            .metrics
+            .http_requests
+            .with_label_values(&[&route, &method, class])
+            .inc();
+        observe
+            .metrics
+            .http_duration
+            .with_label_values(&[&route])
+            .observe(elapsed.as_secs_f64());
+        if observe.debug_log.should_log(is_hot(&route, status)) {
+            let org_id = res
+                .request()
+                .extensions()
+                .get::<OrgTag>()
+                .map(|t| t.0.to_string());
+            observe.debug_log.push(DebugEntry {
+                at_ms: chrono::Utc::now().timestamp_millis(),
+                method,
+                route,
+                status,
+                latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                correlation_id: ids.correlation_id,
+                request_id: ids.request_id,
+                org_id,
+            });
+        }
+    }
+    Ok(res)
+}

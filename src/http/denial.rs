@@ -1,0 +1,87 @@
+//! The IETF RateLimit headers and the standard denial envelope (story 4.3) that every
+//! quota denial uses.
+
+use super::error::{ApiError, Code};
+use crate::domain::{Metric, PeriodKey};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::HttpResponseBuilder;
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// What the RateLimit headers and the denial envelope describe.
+#[derive(Clone, Copy)]
+pub struct Limits<'a> {
+    pub metric: &'a Metric,
+    pub period: PeriodKey,
+    pub included: u64,
+    pub remaining: u64,
+    pub now: DateTime<Utc>,
+}
+
+impl Limits<'_> {
+    fn headers(&self) -> [(HeaderName, HeaderValue); 2] {
+        let policy = format!(
+            "\"{}\";q={};w={}",
+            self.metric,
+            self.included,
+            self.period.length_secs()
+        );
+        let state = format!(
+            "\"{}\";r={};t={}",
+            self.metric,
+            self.remaining,
+            self.period.secs_until_end(self.now)
+        );
+        [
+            (
+                HeaderName::from_static("ratelimit-policy"),
+                to_value(policy),
+            ),
+            (HeaderName::from_static("ratelimit"), to_value(state)),
+        ]
+    }
+
+    pub fn apply(&self, res: &mut HttpResponseBuilder) {
+        for h in self.headers() {
+            res.insert_header(h);
+        }
+    }
+
+    /// The 429 every quota denial answers.
+    pub fn denial(&self) -> ApiError {
+        let limits = Limits {
+            remaining: 0,
+            ..*self
+        };
+        let reset_at = self.period.end();
+        let mut e = ApiError::new(
+            Code::QuotaExceeded,
+            format!(
+                "quota for {} exhausted in period {}; it resets at {}",
+                self.metric,
+                self.period,
+                reset_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ),
+        );
+        let extra = &mut e.extra;
+        extra.insert("allow".into(), false.into());
+        extra.insert("remaining".into(), 0.into());
+        extra.insert("metric".into(), self.metric.as_str().into());
+        extra.insert("periodKey".into(), self.period.to_string().into());
+        extra.insert("limit".into(), self.included.into());
+        extra.insert(
+            "resetAt".into(),
+            reset_at.to_rfc3339_opts(SecondsFormat::Secs, true).into(),
+        );
+        e.headers.extend(limits.headers());
+        e.headers.push((
+            HeaderName::from_static("retry-after"),
+            to_value(self.period.secs_until_end(self.now).to_string()),
+        ));
+        e
+    }
+}
+
+fn to_value(s: String) -> HeaderValue {
+    // Built only from metric names ([a-z0-9_]) and numbers, so always valid.
+    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}

@@ -1,0 +1,85 @@
+//! Story 9.1 and the scrape endpoint: smoke diagnostics (a real store round trip and an
+//! actor round trip), Prometheus metrics, and the constant ping route that measures the
+//! HTTP front's ceiling.
+
+use super::error::{ApiError, ApiResult};
+use super::extract::OptionalAuth;
+use super::AppState;
+use crate::store;
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+use std::time::Instant;
+
+/// Diagnostics are open unless `server.open_diagnostics = false`; then they need an
+/// admin or service token.
+fn allowed(state: &AppState, auth: &OptionalAuth) -> ApiResult<()> {
+    match &auth.0 {
+        _ if state.settings.server.open_diagnostics => Ok(()),
+        None => Err(ApiError::unauthorized()),
+        Some(crate::auth::Credential::Org(_)) => Err(ApiError::forbidden(
+            "org API keys cannot call this endpoint",
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+pub async fn smoke(state: web::Data<AppState>, auth: OptionalAuth) -> ApiResult<HttpResponse> {
+    allowed(&state, &auth)?;
+    let started = Instant::now();
+    let store_check = {
+        let s = state.engine.store().clone();
+        let token = ulid::Ulid::new().to_string();
+        let written = token.clone();
+        let round_trip = store::blocking(move || {
+            s.diag.insert("smoke", written.as_bytes())?;
+            s.diag.get("smoke").map_err(Into::into)
+        })
+        .await;
+        let flushed = state.engine.store().flush().await;
+        match (round_trip, flushed) {
+            (Ok(Some(v)), Ok(())) if v.as_ref() == token.as_bytes() => Ok(()),
+            (Ok(_), Ok(())) => Err("read back a different value".to_owned()),
+            (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+        }
+    };
+    let store_ms = started.elapsed().as_secs_f64() * 1e3;
+    let actors_started = Instant::now();
+    let actor_check = state.engine.ping().await.map_err(|e| e.to_string());
+    let actors_ms = actors_started.elapsed().as_secs_f64() * 1e3;
+    let ok = store_check.is_ok() && actor_check.is_ok();
+    let checks = json!({
+        "store": { "ok": store_check.is_ok(), "latencyMs": store_ms, "error": store_check.err() },
+        "actors": {
+            "ok": actor_check.is_ok(),
+            "latencyMs": actors_ms,
+            "arbiters": actor_check.as_ref().ok(),
+            "liveOrgActors": state.engine.live_actors(),
+            "error": actor_check.as_ref().err(),
+        },
+    });
+    tracing::info!(ok, checks = %checks, "smoke diagnostics");
+    if ok {
+        return Ok(HttpResponse::Ok().json(json!({ "ok": true, "checks": checks })));
+    }
+    Ok(HttpResponse::ServiceUnavailable().json(json!({
+        "code": "UNAVAILABLE",
+        "message": "a smoke check failed",
+        "correlationId": super::context::correlation_id(),
+        "ok": false,
+        "checks": checks,
+    })))
+}
+
+pub async fn metrics(state: web::Data<AppState>, auth: OptionalAuth) -> ApiResult<HttpResponse> {
+    allowed(&state, &auth)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render()))
+}
+
+/// The cheapest JSON route the server has: the ceiling the quota check is compared to.
+pub async fn ping() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(r#"{"ok":true}"#)
+}

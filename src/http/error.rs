@@ -1,0 +1,192 @@
+//! The error envelope and the one table of error codes → HTTP status.
+//!
+//! Every non-2xx body is `{code, message, correlationId}`, plus `details` for validation
+//! and the denial fields for quota denials. The correlation id comes from the request's
+//! task-local context, so errors raised anywhere under the middleware carry it.
+
+use super::context;
+use crate::quota::EngineError;
+use crate::store::StoreError;
+use actix_web::http::{header::HeaderName, header::HeaderValue, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    QuotaExceeded,
+    Internal,
+    Unavailable,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::BadRequest => "BAD_REQUEST",
+            Code::Unauthorized => "UNAUTHORIZED",
+            Code::Forbidden => "FORBIDDEN",
+            Code::NotFound => "NOT_FOUND",
+            Code::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Code::Conflict => "CONFLICT",
+            Code::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Code::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Code::QuotaExceeded => "QUOTA_EXCEEDED",
+            Code::Internal => "INTERNAL",
+            Code::Unavailable => "UNAVAILABLE",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Code::BadRequest => StatusCode::BAD_REQUEST,
+            Code::Unauthorized => StatusCode::UNAUTHORIZED,
+            Code::Forbidden => StatusCode::FORBIDDEN,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Code::Conflict => StatusCode::CONFLICT,
+            Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// One field-level problem of a 400.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Detail {
+    pub field: String,
+    pub problem: String,
+}
+
+impl Detail {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+    pub details: Vec<Detail>,
+    /// Extra top-level body fields (the denial envelope's).
+    pub extra: Map<String, Value>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            details: Vec::new(),
+            extra: Map::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn invalid(details: Vec<Detail>) -> Self {
+        let fields: Vec<&str> = details.iter().map(|d| d.field.as_str()).collect();
+        let mut e = Self::new(
+            Code::BadRequest,
+            format!("invalid request: {}", fields.join(", ")),
+        );
+        e.details = details;
+        e
+    }
+
+    pub fn field(field: &str, problem: impl Into<String>) -> Self {
+        Self::invalid(vec![Detail::new(field, problem)])
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(Code::Unauthorized, "missing or unknown credentials")
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(Code::Forbidden, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(Code::NotFound, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(Code::Conflict, message)
+    }
+
+    /// A failure on our side: the cause goes to the log, not to the caller.
+    pub fn internal(cause: &dyn fmt::Display) -> Self {
+        tracing::error!(error = %cause, correlation_id = %context::correlation_id(), "internal error");
+        Self::new(
+            Code::Internal,
+            "internal error; see the service log for this correlation id",
+        )
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut body = Map::new();
+        body.insert("code".into(), self.code.as_str().into());
+        body.insert("message".into(), self.message.clone().into());
+        for (k, v) in &self.extra {
+            body.insert(k.clone(), v.clone());
+        }
+        body.insert("correlationId".into(), context::correlation_id().into());
+        if !self.details.is_empty() {
+            body.insert(
+                "details".into(),
+                serde_json::to_value(&self.details).unwrap_or_default(),
+            );
+        }
+        let mut res = HttpResponse::build(self.status_code());
+        for (k, v) in &self.headers {
+            res.insert_header((k.clone(), v.clone()));
+        }
+        res.json(Value::Object(body))
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::OrgNotFound => ApiError::not_found("org not found"),
+            EngineError::Conflict(m) => ApiError::conflict(m),
+            EngineError::Unavailable(m) => ApiError::new(Code::Unavailable, m),
+            e @ (EngineError::Store(_) | EngineError::Retired) => ApiError::internal(&e),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::internal(&e)
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,189 @@
+//! Stories 1.1 and 1.1b: create an org (idempotent on `Idempotency-Key`), mint and
+//! revoke org API keys.
+
+use super::context::tag_org;
+use super::error::{ApiError, ApiResult, Code};
+use super::extract::{Auth, Json};
+use super::fields::{self, Fields};
+use super::AppState;
+use crate::auth::Credential;
+use crate::domain::{KeyId, OrgId};
+use crate::store::orgs::{CreateOutcome, CreateReplay, OrgRecord};
+use crate::store::{self, orgs};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateOrg {
+    name: Option<String>,
+    owner_user_id: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OrgBody<'a> {
+    org_id: &'a OrgId,
+    name: &'a str,
+    owner_user_id: &'a str,
+}
+
+fn idempotency_key(req: &HttpRequest) -> ApiResult<Option<String>> {
+    let Some(raw) = req.headers().get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = raw
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::field(
+                "Idempotency-Key",
+                "must be 1 to 255 printable ASCII characters",
+            )
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+fn json_response(body: Vec<u8>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body)
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    Json(body): Json<CreateOrg>,
+) -> ApiResult<HttpResponse> {
+    auth.require_operator()?;
+    let key = idempotency_key(&req)?;
+    let mut f = Fields::new();
+    let name = f.required("name", body.name, fields::text);
+    let owner = f.required("ownerUserId", body.owner_user_id, fields::text);
+    let (Some(name), Some(owner), true) = (name, owner, f.is_clean()) else {
+        return Err(f.error());
+    };
+    let record = OrgRecord {
+        org_id: OrgId::generate(),
+        name,
+        owner_user_id: owner,
+        created_ms: state.now().timestamp_millis(),
+    };
+    let bytes = serde_json::to_vec(&OrgBody {
+        org_id: &record.org_id,
+        name: &record.name,
+        owner_user_id: &record.owner_user_id,
+    })
+    .map_err(|e| ApiError::internal(&e))?;
+    let fingerprint: [u8; 32] =
+        Sha256::digest(format!("{}\0{}", record.name, record.owner_user_id)).into();
+    let idempotency = key.map(|k| {
+        (
+            k,
+            CreateReplay {
+                fingerprint,
+                body: bytes.clone(),
+            },
+        )
+    });
+    let org = record.org_id.clone();
+    match state.engine.create_org(record, idempotency).await? {
+        CreateOutcome::Created => {
+            tag_org(&req, &org);
+            tracing::info!(org = %org, "org created");
+            Ok(json_response(bytes))
+        }
+        CreateOutcome::Replayed(replay) if replay.fingerprint == fingerprint => {
+            Ok(json_response(replay.body))
+        }
+        CreateOutcome::Replayed(_) => Err(ApiError::conflict(
+            "Idempotency-Key was already used with a different payload",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateKey {
+    org_id: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyBody {
+    key_id: KeyId,
+    api_key: String,
+}
+
+/// Fails with 404 unless the org exists (read on the blocking pool).
+pub async fn ensure_org(state: &AppState, org: &OrgId) -> ApiResult<()> {
+    let tree = state.engine.store().orgs.clone();
+    let id = org.clone();
+    match store::blocking(move || orgs::get(&tree, &id)).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found("org not found")),
+    }
+}
+
+pub async fn create_key(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    Json(body): Json<CreateKey>,
+) -> ApiResult<HttpResponse> {
+    let mut f = Fields::new();
+    let Some(org) = f.required("orgId", body.org_id.as_deref(), OrgId::parse) else {
+        return Err(f.error());
+    };
+    auth.require_org(&org)?;
+    tag_org(&req, &org);
+    ensure_org(&state, &org).await?;
+    let (key_id, api_key) = state
+        .auth
+        .mint(&org, state.now().timestamp_millis())
+        .await?;
+    tracing::info!(org = %org, key_id = %key_id, "org API key created");
+    Ok(HttpResponse::Ok().json(KeyBody { key_id, api_key }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokeKey {
+    key_id: Option<String>,
+}
+
+pub async fn revoke_key(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    Json(body): Json<RevokeKey>,
+) -> ApiResult<HttpResponse> {
+    let mut f = Fields::new();
+    let Some(key) = f.required("keyId", body.key_id.as_deref(), KeyId::parse) else {
+        return Err(f.error());
+    };
+    let owner = state
+        .auth
+        .key_org(&key)
+        .ok_or_else(|| ApiError::not_found("API key not found"))?;
+    if let Credential::Org(own) = &auth.0 {
+        if own != &owner {
+            return Err(ApiError::forbidden("this API key belongs to another org"));
+        }
+    }
+    tag_org(&req, &owner);
+    if !state
+        .auth
+        .revoke(&key, state.now().timestamp_millis())
+        .await?
+    {
+        return Err(ApiError::new(Code::NotFound, "API key not found"));
+    }
+    tracing::info!(org = %owner, key_id = %key, "org API key revoked");
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked": true })))
+}

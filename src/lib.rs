@@ -1,0 +1,236 @@
+//! edgequota: an edge quota service. API gateways ask it whether an org may make one
+//! more call; per-org actors answer from memory, usage is recorded idempotently and
+//! durably in sled, and supervisors keep periods (and, later, billing) converged.
+//!
+//! `Application::build` wires everything and binds the port (port 0 for tests);
+//! `run_until_stopped` serves until SIGTERM/SIGINT or `stop`, then drains in order.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod debug_log;
+pub mod domain;
+pub mod http;
+pub mod metrics;
+pub mod quota;
+pub mod store;
+pub mod telemetry;
+
+use actix::{Addr, Supervisor};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{middleware, web, App, HttpServer};
+use clock::SharedClock;
+use config::Settings;
+use domain::Catalogue;
+use http::extract::BodyLimit;
+use http::AppState;
+use quota::engine::EngineConfig;
+use quota::rollover::RolloverSupervisor;
+use quota::QuotaEngine;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use store::writer::GroupCommitWriter;
+use store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("plan catalogue: {0}")]
+    Plans(domain::ParseError),
+    #[error("opening the store at {path}: {source}")]
+    Store {
+        path: String,
+        source: store::StoreError,
+    },
+    #[error("token file {path}: {source}")]
+    TokenFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("binding {bind}: {source}")]
+    Bind {
+        bind: String,
+        source: std::io::Error,
+    },
+}
+
+pub struct Application {
+    addr: SocketAddr,
+    server: Server,
+    engine: Arc<QuotaEngine>,
+    writer: GroupCommitWriter,
+    store: Store,
+    rollover: Addr<RolloverSupervisor>,
+}
+
+impl Application {
+    /// Builds with the clock the settings ask for (the system clock by default).
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let clock = clock::from_start_at(&settings.clock.start_at);
+        Self::build_with_clock(settings, clock).await
+    }
+
+    /// Opens the store, starts the writer, the engine and its supervisor, and binds.
+    /// Must run inside an actix `System` (`#[actix_web::main]` / `#[actix_web::test]`).
+    pub async fn build_with_clock(
+        mut settings: Settings,
+        clock: SharedClock,
+    ) -> Result<Self, StartError> {
+        let catalogue =
+            Arc::new(Catalogue::from_toml(&settings.plans_text()?).map_err(StartError::Plans)?);
+        let store = Store::open(&settings.store.path, settings.store.cache_capacity_bytes)
+            .map_err(|source| StartError::Store {
+                path: settings.store.path.display().to_string(),
+                source,
+            })?;
+        if settings.auth.admin_tokens.is_empty() && settings.auth.service_tokens.is_empty() {
+            let path = settings.token_file_path();
+            let (admin, service) = auth::token_file::load_or_create(&path).map_err(|source| {
+                StartError::TokenFile {
+                    path: path.display().to_string(),
+                    source,
+                }
+            })?;
+            tracing::info!(path = %path.display(), "no tokens configured: using the generated admin and service tokens in the token file");
+            settings.auth.admin_tokens = vec![admin];
+            settings.auth.service_tokens = vec![service];
+        }
+        let metrics = metrics::Metrics::new();
+        let writer = GroupCommitWriter::start(
+            store.db.clone(),
+            store.ledger.clone(),
+            settings.store.commit_max_batch,
+            metrics.clone(),
+        );
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let pick = |n: usize| if n == 0 { cores } else { n };
+        let engine = Arc::new(QuotaEngine::start(
+            store.clone(),
+            writer.handle(),
+            catalogue,
+            clock,
+            metrics.clone(),
+            EngineConfig {
+                arbiters: pick(settings.engine.arbiters),
+                idle_ttl: Duration::from_secs(settings.engine.actor_idle_ttl_secs.max(1)),
+                recent_capacity: settings.engine.recent_idempotency_entries,
+            },
+        ));
+        let authenticator = Arc::new(
+            auth::Authenticator::load(
+                &settings.auth.admin_tokens,
+                &settings.auth.service_tokens,
+                store.clone(),
+            )
+            .map_err(|source| StartError::Store {
+                path: settings.store.path.display().to_string(),
+                source,
+            })?,
+        );
+        let rollover = {
+            let engine = engine.clone();
+            let check = Duration::from_millis(settings.rollover.check_interval_ms);
+            let purge = Duration::from_secs(settings.engine.purge_interval_secs.max(1));
+            let retention = settings.engine.idempotency_retention_days;
+            Supervisor::start(move |_| RolloverSupervisor::new(engine, check, purge, retention))
+        };
+        let debug_log = debug_log::start(
+            store.clone(),
+            settings.debug_log.capacity,
+            settings.debug_log.hot_path_sample_every,
+            metrics.clone(),
+        );
+        let settings = Arc::new(settings);
+        let state = web::Data::new(AppState {
+            engine: engine.clone(),
+            auth: authenticator,
+            settings: settings.clone(),
+            metrics: metrics.clone(),
+        });
+        let observe = web::Data::new(http::context::Observe {
+            metrics: metrics.clone(),
+            debug_log,
+        });
+        let limit = BodyLimit(settings.server.body_limit_bytes);
+        let bind = settings.server.bind.clone();
+        let bind_err = |source| StartError::Bind {
+            bind: bind.clone(),
+            source,
+        };
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(observe.clone())
+                .app_data(limit)
+                .wrap(middleware::from_fn(http::context::middleware))
+                .configure(http::routes)
+        })
+        .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        .backlog(4096);
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = server.bind(&bind).map_err(bind_err)?;
+        let addr = server
+            .addrs()
+            .first()
+            .copied()
+            .ok_or_else(|| bind_err(std::io::Error::other("no address bound")))?;
+        tracing::info!(addr = %addr, "listening on {addr}");
+        Ok(Self {
+            addr,
+            server: server.run(),
+            engine,
+            writer,
+            store,
+            rollover,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle to stop the server gracefully (tests; signals do the same).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn engine(&self) -> Arc<QuotaEngine> {
+        self.engine.clone()
+    }
+
+    /// Serves until stopped, then: in-flight requests finish (the server's drain), the
+    /// supervisor and actors stop, the writer commits what is queued, the store flushes.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Self {
+            server,
+            engine,
+            mut writer,
+            store,
+            rollover,
+            ..
+        } = self;
+        let served = server.await;
+        tracing::info!("server stopped; draining");
+        drop(rollover);
+        let blocking = tokio::task::spawn_blocking(move || {
+            engine.stop();
+            writer.stop();
+        });
+        if let Err(e) = blocking.await {
+            tracing::error!(error = %e, "shutdown task failed");
+        }
+        if let Err(e) = store.flush().await {
+            tracing::error!(error = %e, "final store flush failed");
+        }
+        tracing::info!("shutdown complete");
+        served
+    }
+}

@@ -1,0 +1,225 @@
+//! Every Prometheus metric the service exports, described once, all prefixed
+//! `edgequota_`. No metric carries an org label: orgs are unbounded, and a label per org
+//! would explode the time-series count.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+pub struct Inner {
+    pub registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub quota_checks: IntCounterVec,
+    pub decision_duration: Histogram,
+    pub usage_records: IntCounterVec,
+    pub usage_units: IntCounterVec,
+    pub actors_live: IntGauge,
+    pub actor_starts: IntCounter,
+    pub actor_idle_stops: IntCounter,
+    pub commit_batch_size: Histogram,
+    pub commit_duration: Histogram,
+    pub commit_errors: IntCounter,
+    pub store_size_bytes: IntGauge,
+    pub rollover_runs: IntCounterVec,
+    pub rollover_orgs: IntCounter,
+    pub current_period: IntGauge,
+    pub idempotency_purged: IntCounter,
+    pub debug_log_dropped: IntCounter,
+    pub build_info: IntGauge,
+}
+
+impl std::ops::Deref for Metrics {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn name(n: &str) -> String {
+    format!("edgequota_{n}")
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter_vec = |n: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name(n), help), labels)
+                .unwrap_or_else(|e| panic!("metric {n}: {e}"));
+            register(&registry, c)
+        };
+        let counter = |n: &str, help: &str| {
+            let c = IntCounter::new(name(n), help).unwrap_or_else(|e| panic!("metric {n}: {e}"));
+            register(&registry, c)
+        };
+        let gauge = |n: &str, help: &str| {
+            let g = IntGauge::new(name(n), help).unwrap_or_else(|e| panic!("metric {n}: {e}"));
+            register(&registry, g)
+        };
+        let histogram = |n: &str, help: &str, buckets: Vec<f64>| {
+            let h = Histogram::with_opts(HistogramOpts::new(name(n), help).buckets(buckets))
+                .unwrap_or_else(|e| panic!("metric {n}: {e}"));
+            register(&registry, h)
+        };
+        let http_duration = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    name("http_request_duration_seconds"),
+                    "HTTP request latency by route, from first byte of the handler to response",
+                )
+                .buckets(vec![
+                    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
+                    0.1, 0.25, 0.5, 1.0, 2.5,
+                ]),
+                &["route"],
+            )
+            .unwrap_or_else(|e| panic!("metric http duration: {e}")),
+        );
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = registry.register(Box::new(pc));
+        }
+        let inner = Inner {
+            http_requests: counter_vec(
+                "http_requests_total",
+                "HTTP requests by route, method and status class",
+                &["route", "method", "status"],
+            ),
+            http_duration,
+            quota_checks: counter_vec(
+                "quota_checks_total",
+                "Quota checks by metric and result (allow or deny)",
+                &["metric", "result"],
+            ),
+            decision_duration: histogram(
+                "quota_decision_duration_seconds",
+                "In-process quota decision time: actor receive to answer",
+                vec![
+                    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2,
+                ],
+            ),
+            usage_records: counter_vec(
+                "usage_records_total",
+                "Usage records by outcome (recorded, duplicate, conflict, failed)",
+                &["outcome"],
+            ),
+            usage_units: counter_vec(
+                "usage_units_total",
+                "Units of usage recorded, by metric",
+                &["metric"],
+            ),
+            actors_live: gauge("org_actors", "Org actors currently running"),
+            actor_starts: counter(
+                "org_actor_starts_total",
+                "Org actors started from the store",
+            ),
+            actor_idle_stops: counter(
+                "org_actor_idle_stops_total",
+                "Org actors stopped after being idle",
+            ),
+            commit_batch_size: histogram(
+                "store_commit_batch_size",
+                "Writes applied by one group commit",
+                vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+                ],
+            ),
+            commit_duration: histogram(
+                "store_commit_duration_seconds",
+                "Time to apply and flush one group commit",
+                vec![
+                    0.000_1, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+                ],
+            ),
+            commit_errors: counter("store_commit_errors_total", "Group commits that failed"),
+            store_size_bytes: gauge("store_size_bytes", "Size of the sled database on disk"),
+            rollover_runs: counter_vec(
+                "rollover_runs_total",
+                "Period rollovers run, by trigger (supervisor or admin)",
+                &["trigger"],
+            ),
+            rollover_orgs: counter("rollover_orgs_total", "Orgs moved into a new period"),
+            current_period: gauge(
+                "current_period",
+                "The current period as YYYYMM, from the service clock",
+            ),
+            idempotency_purged: counter(
+                "idempotency_purged_total",
+                "Usage idempotency entries removed after the retention period",
+            ),
+            debug_log_dropped: counter(
+                "debug_log_dropped_total",
+                "DebugLog entries dropped because the writer fell behind",
+            ),
+            build_info: {
+                let g = IntGauge::with_opts(
+                    Opts::new(name("build_info"), "Build information")
+                        .const_label("version", env!("CARGO_PKG_VERSION")),
+                )
+                .unwrap_or_else(|e| panic!("metric build_info: {e}"));
+                g.set(1);
+                register(&registry, g)
+            },
+            registry,
+        };
+        Metrics(Arc::new(inner))
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
+    // Registration only fails on duplicate names, a programming error caught by tests.
+    if let Err(e) = registry.register(Box::new(c.clone())) {
+        panic!("metric registration: {e}");
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_prefixed_and_renders() {
+        let m = Metrics::new();
+        m.quota_checks
+            .with_label_values(&["api_call", "allow"])
+            .inc();
+        m.http_requests
+            .with_label_values(&["/x", "GET", "2xx"])
+            .inc();
+        let text = m.render();
+        for line in text.lines().filter(|l| l.starts_with("# HELP")) {
+            let metric = line.split_whitespace().nth(2).unwrap_or_default();
+            assert!(
+                metric.starts_with("edgequota_") || metric.starts_with("process_"),
+                "{metric}"
+            );
+        }
+        assert!(
+            text.contains("edgequota_quota_checks_total{metric=\"api_call\",result=\"allow\"} 1")
+        );
+    }
+}

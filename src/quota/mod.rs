@@ -1,0 +1,15 @@
+//! The quota engine, independent of the web layer: the pure decision function, the
+//! per-org actor that owns one org's counters and idempotency window, the registry that
+//! starts and stops those actors, and the rollover supervisor. Time comes from the
+//! injected clock, never from the system directly.
+
+pub mod actor;
+pub mod decision;
+pub mod engine;
+pub mod messages;
+pub mod registry;
+pub mod rollover;
+
+pub use decision::{decide, Decision};
+pub use engine::QuotaEngine;
+pub use messages::{CheckOutcome, EngineError, EntitlementsView, RecordReply, SeedReply};

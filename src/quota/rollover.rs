@@ -1,0 +1,110 @@
+//! The rollover supervisor: time-driven maintenance of the engine. It compares the
+//! injected clock with the last period it rolled into and sweeps every org into the new
+//! period at the boundary (and once at start, which catches downtime across a boundary);
+//! it also purges expired idempotency entries and samples the store's size.
+//!
+//! Polling the clock (rather than sleeping until the boundary) is what lets an injected
+//! clock jump across a month and have the sweep follow within one interval.
+
+use super::engine::QuotaEngine;
+use crate::domain::PeriodKey;
+use crate::store::{self, ledger};
+use actix::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct RolloverSupervisor {
+    engine: Arc<QuotaEngine>,
+    check_interval: Duration,
+    purge_interval: Duration,
+    retention_days: u32,
+    rolled_into: Option<PeriodKey>,
+    sweeping: bool,
+    purging: bool,
+}
+
+impl RolloverSupervisor {
+    pub fn new(
+        engine: Arc<QuotaEngine>,
+        check_interval: Duration,
+        purge_interval: Duration,
+        retention_days: u32,
+    ) -> Self {
+        Self {
+            engine,
+            check_interval,
+            purge_interval,
+            retention_days,
+            rolled_into: None,
+            sweeping: false,
+            purging: false,
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let now = PeriodKey::containing(self.engine.clock().now());
+        let metrics = &self.engine.shared().metrics;
+        metrics
+            .current_period
+            .set(i64::from(now.year() * 100 + now.month()));
+        if let Ok(size) = self.engine.store().size_on_disk() {
+            metrics
+                .store_size_bytes
+                .set(i64::try_from(size).unwrap_or(i64::MAX));
+        }
+        if self.sweeping || self.rolled_into.is_some_and(|p| p >= now) {
+            return;
+        }
+        self.sweeping = true;
+        let engine = self.engine.clone();
+        let sweep = async move { engine.rollover(now, false, "supervisor").await };
+        ctx.spawn(sweep.into_actor(self).map(move |res, act, _| {
+            act.sweeping = false;
+            match res {
+                Ok(_) => act.rolled_into = Some(now),
+                // Retried at the next tick.
+                Err(e) => tracing::error!(error = %e, period = %now, "rollover sweep failed"),
+            }
+        }));
+    }
+
+    fn purge(&mut self, ctx: &mut Context<Self>) {
+        if self.purging {
+            return;
+        }
+        self.purging = true;
+        let cutoff = self.engine.clock().now() - chrono::Duration::days(self.retention_days.into());
+        let tree = self.engine.store().ledger.clone();
+        let purge =
+            store::blocking(move || ledger::purge_idem_before(&tree, cutoff.timestamp_millis()));
+        ctx.spawn(purge.into_actor(self).map(|res, act, _| {
+            act.purging = false;
+            match res {
+                Ok(n) => {
+                    act.engine.shared().metrics.idempotency_purged.inc_by(n);
+                    if n > 0 {
+                        tracing::info!(purged = n, "expired idempotency entries purged");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "idempotency purge failed"),
+            }
+        }));
+    }
+}
+
+impl Actor for RolloverSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.tick(ctx);
+        ctx.run_interval(self.check_interval, |act, ctx| act.tick(ctx));
+        ctx.run_interval(self.purge_interval, |act, ctx| act.purge(ctx));
+    }
+}
+
+impl Supervised for RolloverSupervisor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.sweeping = false;
+        self.purging = false;
+    }
+}
