@@ -43,10 +43,16 @@ impl DebugLogSink {
     }
 }
 
-/// Starts the writer task on the current runtime; it ends when every sink is dropped.
-pub fn start(store: Store, capacity: usize, sample_every: u64, metrics: Metrics) -> DebugLogSink {
+/// Starts the writer task on the current runtime; it ends (after writing what is
+/// queued) when every sink is dropped.
+pub fn start(
+    store: Store,
+    capacity: usize,
+    sample_every: u64,
+    metrics: Metrics,
+) -> (DebugLogSink, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel(CHANNEL);
-    actix_rt::spawn(async move {
+    let task = actix_rt::spawn(async move {
         let mut buf = Vec::with_capacity(BATCH);
         while rx.recv_many(&mut buf, BATCH).await > 0 {
             let entries = std::mem::take(&mut buf);
@@ -58,9 +64,10 @@ pub fn start(store: Store, capacity: usize, sample_every: u64, metrics: Metrics)
             }
         }
     });
-    DebugLogSink {
+    let sink = DebugLogSink {
         tx,
         sample_every,
         metrics,
-    }
+    };
+    (sink, task)
 }

@@ -63,6 +63,7 @@ pub struct Application {
     writer: GroupCommitWriter,
     store: Store,
     rollover: Addr<RolloverSupervisor>,
+    debug_log_task: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -136,7 +137,7 @@ impl Application {
             let retention = settings.engine.idempotency_retention_days;
             Supervisor::start(move |_| RolloverSupervisor::new(engine, check, purge, retention))
         };
-        let debug_log = debug_log::start(
+        let (debug_log, debug_log_task) = debug_log::start(
             store.clone(),
             settings.debug_log.capacity,
             settings.debug_log.hot_path_sample_every,
@@ -186,6 +187,7 @@ impl Application {
             writer,
             store,
             rollover,
+            debug_log_task,
         })
     }
 
@@ -215,11 +217,20 @@ impl Application {
             mut writer,
             store,
             rollover,
+            debug_log_task,
             ..
         } = self;
         let served = server.await;
         tracing::info!("server stopped; draining");
+        rollover.do_send(quota::rollover::Stop);
         drop(rollover);
+        // The server's workers held the last DebugLog sinks; the task now drains and ends.
+        if tokio::time::timeout(Duration::from_secs(5), debug_log_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("debug log writer did not finish in time");
+        }
         let blocking = tokio::task::spawn_blocking(move || {
             engine.stop();
             writer.stop();

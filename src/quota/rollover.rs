@@ -21,6 +21,7 @@ pub struct RolloverSupervisor {
     rolled_into: Option<PeriodKey>,
     sweeping: bool,
     purging: bool,
+    stopped: bool,
 }
 
 impl RolloverSupervisor {
@@ -38,6 +39,7 @@ impl RolloverSupervisor {
             rolled_into: None,
             sweeping: false,
             purging: false,
+            stopped: false,
         }
     }
 
@@ -96,9 +98,29 @@ impl Actor for RolloverSupervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.stopped {
+            // Restarted by the supervisor after a shutdown: stay down.
+            ctx.stop();
+            return;
+        }
         self.tick(ctx);
         ctx.run_interval(self.check_interval, |act, ctx| act.tick(ctx));
         ctx.run_interval(self.purge_interval, |act, ctx| act.purge(ctx));
+    }
+}
+
+/// Stops the supervisor for good (shutdown): with no address left, it is not restarted.
+pub struct Stop;
+
+impl Message for Stop {
+    type Result = ();
+}
+
+impl Handler<Stop> for RolloverSupervisor {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        self.stopped = true;
+        ctx.stop();
     }
 }
 

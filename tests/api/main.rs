@@ -1,0 +1,13 @@
+//! The integration tests: one binary, one module per area. In-process tests use
+//! `spawn_app()`; the reliability tests run the real binary as a child process.
+
+mod helpers;
+
+mod auth;
+mod bad_input;
+mod binary;
+mod observability;
+mod orgs;
+mod quota;
+mod rollover;
+mod usage;

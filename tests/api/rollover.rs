@@ -1,0 +1,171 @@
+//! Story 7.1: the rollover supervisor at the month boundary and the admin reset.
+
+use crate::helpers::*;
+use chrono::{TimeZone, Utc};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+async fn wait_for_period(app: &TestApp, org: &str, period: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let e = app.entitlements(org).await;
+        if e["periodKey"] == period {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still in {} instead of {period}",
+            e["periodKey"]
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_web::test]
+async fn crossing_a_month_boundary_moves_every_org_to_the_new_period_with_zero_usage() {
+    let start = Utc.with_ymd_and_hms(2026, 12, 31, 23, 59, 58).unwrap();
+    let app = spawn_app_with(start, &[]).await;
+    let orgs = [
+        app.create_org().await,
+        app.create_org().await,
+        app.create_org().await,
+    ];
+    for (i, org) in orgs.iter().enumerate() {
+        assert_eq!(app.record(org, "r", 100 + i as u64).await.status(), 200);
+    }
+    app.clock
+        .set(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 1).unwrap());
+    for (i, org) in orgs.iter().enumerate() {
+        let e = wait_for_period(&app, org, "2027-01").await;
+        assert_eq!(e["used"], 0);
+        assert_eq!(e["remaining"], 1000);
+        let res = app
+            .get(
+                &format!("/api/admin/usage.read?orgId={org}&periodKey=2026-12"),
+                ADMIN,
+            )
+            .await;
+        assert_eq!(
+            body(res).await["metrics"]["api_call"]["used"],
+            100 + i as u64
+        );
+    }
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("edgequota_current_period 202701"),
+        "{metrics}"
+    );
+}
+
+#[actix_web::test]
+async fn orgs_not_in_memory_are_rolled_too() {
+    let start = Utc.with_ymd_and_hms(2026, 5, 31, 23, 0, 0).unwrap();
+    let app = spawn_app_with(start, &[("EDGEQUOTA__ENGINE__ACTOR_IDLE_TTL_SECS", "1")]).await;
+    let org = app.create_org().await;
+    assert_eq!(app.record(&org, "r", 5).await.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.engine.live_actors() > 0 {
+        assert!(Instant::now() < deadline, "actor was never evicted");
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.clock
+        .set(Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap());
+    // The supervisor's sweep persists the new period; a reset for it changes nothing more.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let res = app
+            .post(
+                "/api/admin/quotas.reset",
+                ADMIN,
+                &json!({"periodKey": "2026-06"}),
+            )
+            .await;
+        if body(res).await["updated"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let e = app.entitlements(&org).await;
+    assert_eq!(
+        (e["periodKey"].as_str(), e["used"].as_u64()),
+        (Some("2026-06"), Some(0))
+    );
+}
+
+#[actix_web::test]
+async fn a_manual_reset_moves_older_orgs_once_and_twice_is_harmless() {
+    let app = spawn_app().await;
+    let orgs = [app.create_org().await, app.create_org().await];
+    for org in &orgs {
+        assert_eq!(app.record(org, "r", 50).await.status(), 200);
+    }
+    let reset = json!({"periodKey": "2026-04"});
+    let res = app.post("/api/admin/quotas.reset", ADMIN, &reset).await;
+    assert_eq!(
+        body(res).await,
+        json!({"updated": 2, "periodKey": "2026-04"})
+    );
+    assert_eq!(app.record(&orgs[0], "r2", 7).await.status(), 200);
+    let res = app.post("/api/admin/quotas.reset", ADMIN, &reset).await;
+    assert_eq!(
+        body(res).await,
+        json!({"updated": 0, "periodKey": "2026-04"})
+    );
+    // The second reset did not touch usage recorded in the new period... (records land by
+    // occurredAt, which is still March here, so check the stored April counter directly.)
+    for org in &orgs {
+        let e = app.entitlements(org).await;
+        assert_eq!(
+            (e["periodKey"].as_str(), e["used"].as_u64()),
+            (Some("2026-04"), Some(0))
+        );
+        let res = app
+            .get(
+                &format!("/api/admin/usage.read?orgId={org}&periodKey=2026-03"),
+                ADMIN,
+            )
+            .await;
+        assert!(
+            body(res).await["metrics"]["api_call"]["used"]
+                .as_u64()
+                .unwrap()
+                >= 50
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_forced_reset_zeroes_orgs_already_in_the_period() {
+    let app = spawn_app().await;
+    let org = app.create_org().await;
+    assert_eq!(app.record(&org, "r", 80).await.status(), 200);
+    let res = app
+        .post(
+            "/api/admin/quotas.reset",
+            ADMIN,
+            &json!({"periodKey": "2026-03"}),
+        )
+        .await;
+    assert_eq!(body(res).await["updated"], 0);
+    assert_eq!(app.entitlements(&org).await["used"], 80);
+    let force = json!({"periodKey": "2026-03", "force": true});
+    let res = app.post("/api/admin/quotas.reset", ADMIN, &force).await;
+    assert_eq!(body(res).await["updated"], 1);
+    assert_eq!(app.entitlements(&org).await["used"], 0);
+    // Forced twice: nothing left to zero.
+    let res = app.post("/api/admin/quotas.reset", ADMIN, &force).await;
+    assert_eq!(body(res).await["updated"], 0);
+    // A restart keeps the reset.
+    let dir = app.stop().await;
+    let app = spawn_app_in(dir, default_now(), &[]).await;
+    assert_eq!(app.entitlements(&org).await["used"], 0);
+}

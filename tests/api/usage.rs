@@ -1,0 +1,200 @@
+//! Stories 1.5, 3.1 and 4.2: seeding, entitlements and idempotent, durable usage records.
+
+use crate::helpers::*;
+use serde_json::json;
+
+#[actix_web::test]
+async fn a_record_answers_the_period_usage_and_a_replay_answers_the_identical_body() {
+    let app = spawn_app().await;
+    let org = app.create_org().await;
+    let first = app.record(&org, "req-1", 10).await.text().await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&first).unwrap(),
+        json!({"periodKey": "2026-03", "used": 10, "remaining": 990})
+    );
+    assert_eq!(app.record(&org, "req-2", 5).await.status(), 200);
+    let replay = app.record(&org, "req-1", 10).await;
+    assert_eq!(replay.status(), 200);
+    assert_eq!(replay.text().await.unwrap(), first);
+    assert_eq!(app.entitlements(&org).await["used"], 15);
+}
+
+#[actix_web::test]
+async fn a_request_id_reused_with_another_payload_is_a_conflict_and_counts_nothing() {
+    let app = spawn_app().await;
+    let org = app.create_org().await;
+    assert_eq!(app.record(&org, "req-1", 10).await.status(), 200);
+    assert_error(app.record(&org, "req-1", 11).await, 409, "CONFLICT").await;
+    assert_eq!(app.entitlements(&org).await["used"], 10);
+}
+
+#[actix_web::test]
+async fn request_ids_are_scoped_per_org() {
+    let app = spawn_app().await;
+    let (a, b) = (app.create_org().await, app.create_org().await);
+    assert_eq!(app.record(&a, "same", 3).await.status(), 200);
+    assert_eq!(app.record(&b, "same", 3).await.status(), 200);
+    assert_eq!(app.entitlements(&a).await["used"], 3);
+    assert_eq!(app.entitlements(&b).await["used"], 3);
+}
+
+#[actix_web::test]
+async fn racing_duplicates_are_counted_once_and_all_get_the_same_body() {
+    let app = spawn_app().await;
+    let org = app.create_org().await;
+    let replies = futures::future::join_all((0..24).map(|_| app.record(&org, "race", 7))).await;
+    let mut bodies = Vec::new();
+    for r in replies {
+        assert_eq!(r.status(), 200);
+        bodies.push(r.text().await.unwrap());
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
+    assert_eq!(app.entitlements(&org).await["used"], 7);
+}
+
+#[actix_web::test]
+async fn many_concurrent_records_all_count() {
+    let app = spawn_app().await;
+    let org = app.create_org().await;
+    let ids: Vec<String> = (0..200).map(|i| format!("r{i}")).collect();
+    let replies = futures::future::join_all(ids.iter().map(|id| app.record(&org, id, 2))).await;
+    assert!(replies.iter().all(|r| r.status() == 200));
+    assert_eq!(app.entitlements(&org).await["used"], 400);
+}
+
+#[actix_web::test]
+async fn a_record_for_last_month_counts_in_last_month_not_the_current_one() {
+    let app = spawn_app().await;
+    let org = app.create_org().await;
+    let res = app
+        .post(
+            "/api/usage/record",
+            SERVICE,
+            &json!({"orgId": org, "metric": "api_call", "value": 4,
+                    "occurredAt": "2026-02-27T10:00:00+02:00", "request_id": "late"}),
+        )
+        .await;
+    assert_eq!(
+        body(res).await,
+        json!({"periodKey": "2026-02", "used": 4, "remaining": 996})
+    );
+    assert_eq!(app.entitlements(&org).await["used"], 0);
+    let res = app
+        .get(
+            &format!("/api/admin/usage.read?orgId={org}&periodKey=2026-02"),
+            ADMIN,
+        )
+        .await;
+    assert_eq!(body(res).await["metrics"]["api_call"]["used"], 4);
+}
+
+#[actix_web::test]
+async fn seeding_the_current_period_returns_it_unchanged() {
+    let app = spawn_app().await;
+    let org = app.create_org().await;
+    let seed = json!({"orgId": org, "periodKey": "2026-03"});
+    let res = app.post("/api/usage/seed", SERVICE, &seed).await;
+    assert_eq!(
+        body(res).await,
+        json!({"used": 0, "remaining": 1000, "periodKey": "2026-03"})
+    );
+    assert_eq!(app.record(&org, "r", 30).await.status(), 200);
+    let res = app.post("/api/usage/seed", SERVICE, &seed).await;
+    assert_eq!(
+        body(res).await,
+        json!({"used": 30, "remaining": 970, "periodKey": "2026-03"})
+    );
+}
+
+#[actix_web::test]
+async fn seeding_a_newer_period_rolls_over_and_an_older_one_conflicts() {
+    let app = spawn_app().await;
+    let org = app.create_org().await;
+    assert_eq!(app.record(&org, "r", 30).await.status(), 200);
+    let res = app
+        .post(
+            "/api/usage/seed",
+            SERVICE,
+            &json!({"orgId": org, "periodKey": "2026-04"}),
+        )
+        .await;
+    assert_eq!(
+        body(res).await,
+        json!({"used": 0, "remaining": 1000, "periodKey": "2026-04"})
+    );
+    let e = app.entitlements(&org).await;
+    assert_eq!(
+        (e["periodKey"].as_str(), e["used"].as_u64()),
+        (Some("2026-04"), Some(0))
+    );
+    let res = app
+        .post(
+            "/api/usage/seed",
+            SERVICE,
+            &json!({"orgId": org, "periodKey": "2026-03"}),
+        )
+        .await;
+    assert_error(res, 409, "CONFLICT").await;
+}
+
+#[actix_web::test]
+async fn entitlements_list_every_metric_of_the_plan() {
+    let app = spawn_app().await;
+    let org = app.create_org().await;
+    assert_eq!(app.record(&org, "r", 250).await.status(), 200);
+    assert_eq!(
+        app.entitlements(&org).await,
+        json!({
+            "planCode": "plan_free", "included": 1000, "used": 250, "remaining": 750,
+            "periodKey": "2026-03",
+            "metrics": {"api_call": {"included": 1000, "used": 250, "remaining": 750}}
+        })
+    );
+}
+
+#[actix_web::test]
+async fn counters_keys_and_idempotency_survive_a_clean_restart() {
+    let app = spawn_app().await;
+    let org = app.create_org().await;
+    let key = app.mint_key(&org).await;
+    let first = app.record(&org, "keep", 42).await.text().await.unwrap();
+    let dir = app.stop().await;
+    let app = spawn_app_in(dir, default_now(), &[]).await;
+    assert_eq!(app.entitlements(&org).await["used"], 42);
+    let replay = app.record(&org, "keep", 42).await;
+    assert_eq!(replay.text().await.unwrap(), first);
+    assert_eq!(app.entitlements(&org).await["used"], 42);
+    let res = app
+        .post(
+            "/api/quota/check",
+            &key,
+            &json!({"orgId": org, "metric": "api_call"}),
+        )
+        .await;
+    assert_eq!(body(res).await, json!({"allow": true, "remaining": 958}));
+}
+
+#[actix_web::test]
+async fn an_idle_org_actor_is_stopped_and_restarted_from_the_store() {
+    let app = spawn_app_with(
+        default_now(),
+        &[("EDGEQUOTA__ENGINE__ACTOR_IDLE_TTL_SECS", "1")],
+    )
+    .await;
+    let org = app.create_org().await;
+    let first = app.record(&org, "idle", 9).await.text().await.unwrap();
+    assert_eq!(app.engine.live_actors(), 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.engine.live_actors() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "actor was never evicted"
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        app.record(&org, "idle", 9).await.text().await.unwrap(),
+        first
+    );
+    assert_eq!(app.entitlements(&org).await["used"], 9);
+}
