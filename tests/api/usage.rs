@@ -198,3 +198,41 @@ async fn an_idle_org_actor_is_stopped_and_restarted_from_the_store() {
     );
     assert_eq!(app.entitlements(&org).await["used"], 9);
 }
+
+#[actix_web::test]
+async fn idempotency_entries_are_kept_35_days_then_purged() {
+    let app = spawn_app_with(
+        default_now(),
+        &[("EDGEQUOTA__ENGINE__PURGE_INTERVAL_SECS", "1")],
+    )
+    .await;
+    let org = app.create_org().await;
+    assert_eq!(app.record(&org, "old", 1).await.status(), 200);
+    let purged = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("edgequota_idempotency_purged_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let metrics = || async {
+        app.client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    // 34 days later the entry is still there: let a purge run, then replay.
+    app.clock.advance(chrono::Duration::days(34));
+    actix_rt::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(purged(&metrics().await), 0);
+    // Past the retention it is purged.
+    app.clock.advance(chrono::Duration::days(2));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while purged(&metrics().await) < 1 {
+        assert!(std::time::Instant::now() < deadline, "entry never purged");
+        actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
