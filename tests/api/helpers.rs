@@ -179,6 +179,15 @@ impl TestApp {
         body(res).await
     }
 
+    /// Waits until every org actor has been stopped for idleness.
+    pub async fn wait_for_idle_eviction(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.engine.live_actors() > 0 {
+            assert!(std::time::Instant::now() < deadline, "actor was never evicted");
+            actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn clock_now(&self) -> String {
         use edgequota::clock::Clock;
         self.clock.now().to_rfc3339()

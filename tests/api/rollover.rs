@@ -71,11 +71,7 @@ async fn orgs_not_in_memory_are_rolled_too() {
     let app = spawn_app_with(start, &[("EDGEQUOTA__ENGINE__ACTOR_IDLE_TTL_SECS", "1")]).await;
     let org = app.create_org().await;
     assert_eq!(app.record(&org, "r", 5).await.status(), 200);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app.engine.live_actors() > 0 {
-        assert!(Instant::now() < deadline, "actor was never evicted");
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
-    }
+    app.wait_for_idle_eviction().await;
     app.clock
         .set(Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap());
     // The supervisor's sweep persists the new period; a reset for it changes nothing more.

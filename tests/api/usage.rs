@@ -184,14 +184,7 @@ async fn an_idle_org_actor_is_stopped_and_restarted_from_the_store() {
     let org = app.create_org().await;
     let first = app.record(&org, "idle", 9).await.text().await.unwrap();
     assert_eq!(app.engine.live_actors(), 1);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while app.engine.live_actors() > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "actor was never evicted"
-        );
-        actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    app.wait_for_idle_eviction().await;
     assert_eq!(
         app.record(&org, "idle", 9).await.text().await.unwrap(),
         first
