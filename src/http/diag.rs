@@ -72,6 +72,12 @@ pub async fn smoke(state: web::Data<AppState>, auth: OptionalAuth) -> ApiResult<
 
 pub async fn metrics(state: web::Data<AppState>, auth: OptionalAuth) -> ApiResult<HttpResponse> {
     allowed(&state, &auth)?;
+    // Sampled per scrape (it walks the store's files, so on the blocking pool).
+    let store = state.engine.store().clone();
+    if let Ok(size) = store::blocking(move || store.size_on_disk()).await {
+        let gauge = &state.metrics.store_size_bytes;
+        gauge.set(i64::try_from(size).unwrap_or(i64::MAX));
+    }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render()))

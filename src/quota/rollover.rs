@@ -1,7 +1,7 @@
 //! The rollover supervisor: time-driven maintenance of the engine. It compares the
 //! injected clock with the last period it rolled into and sweeps every org into the new
 //! period at the boundary (and once at start, which catches downtime across a boundary);
-//! it also purges expired idempotency entries and samples the store's size.
+//! it also purges expired idempotency entries.
 //!
 //! Polling the clock (rather than sleeping until the boundary) is what lets an injected
 //! clock jump across a month and have the sweep follow within one interval.
@@ -45,15 +45,11 @@ impl RolloverSupervisor {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = PeriodKey::containing(self.engine.clock().now());
-        let metrics = &self.engine.shared().metrics;
-        metrics
+        self.engine
+            .shared()
+            .metrics
             .current_period
             .set(i64::from(now.year() * 100 + now.month()));
-        if let Ok(size) = self.engine.store().size_on_disk() {
-            metrics
-                .store_size_bytes
-                .set(i64::try_from(size).unwrap_or(i64::MAX));
-        }
         if self.sweeping || self.rolled_into.is_some_and(|p| p >= now) {
             return;
         }

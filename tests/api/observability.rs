@@ -118,6 +118,11 @@ async fn metrics_are_prometheus_text_without_org_labels() {
         assert!(text.contains(needle), "missing {needle}");
     }
     assert!(!text.contains(&org), "an org id leaked into metrics");
+    let store_bytes = text
+        .lines()
+        .find_map(|l| l.strip_prefix("edgequota_store_size_bytes "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(store_bytes.is_some_and(|b| b > 0), "store size not sampled");
 }
 
 #[actix_web::test]

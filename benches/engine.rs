@@ -1,0 +1,427 @@
+//! Criterion benches of the quota engine's three hot paths (issue 2, "Performance").
+//!
+//! | bench                              | what one iteration is                                   | target      |
+//! |------------------------------------|---------------------------------------------------------|-------------|
+//! | `decide`                           | the pure decision fn `quota::decide`                    | ≤ 100 ns    |
+//! | `actor_check/one_at_a_time`        | `QuotaEngine::check` on a random org of 10,000 live org | median      |
+//! |                                    | actors: registry lookup + mailbox round trip to the     | ≤ 5 µs      |
+//! |                                    | actor's arbiter thread and back                         |             |
+//! | `actor_check/same_thread_actor`    | the same `Check` to an `OrgActor` started on the bench  | (baseline)  |
+//! |                                    | thread: the engine's own cost, without a thread hop     |             |
+//! | `actor_check/noop_actor_other_...` | a no-op actor on another arbiter: the machine's floor   | (baseline)  |
+//! |                                    | for any cross-thread round trip (two thread wake-ups)   |             |
+//! | `actor_check/in_flight_64`         | the same with 64 checks in flight (cost per check)      | —           |
+//! | `commit/one_at_a_time`             | one `CommitHandle::commit(put_counter)`: batch + fsync  | —           |
+//! | `commit/in_flight_256`             | per-record cost with 256 submitters in flight           | ≥ 20k/s     |
+//! | `record_via_actor/in_flight_256`   | `QuotaEngine::record` (idempotency look-up, counter,    | ≥ 20k/s     |
+//! |                                    | 3 ledger writes, group commit, ack) per record          |             |
+//!
+//! Run: `cargo bench --bench engine` (one group: `cargo bench --bench engine -- actor_check`).
+//! Criterion prints the mean; the median of each bench is in
+//! `target/criterion/<group>/<bench>/new/estimates.json` (`median.point_estimate`, ns).
+//! `actor_check` additionally prints the per-call latency percentiles it measured call by
+//! call, because criterion's own statistics are over batches of calls.
+//!
+//! Everything runs in-process: an actix `System` on the bench thread (the caller, like an
+//! actix-web worker), the engine's arbiters on their own threads (one per core, as in the
+//! server), the group-commit writer on its thread, sled on a temporary directory.
+
+use actix::prelude::*;
+use actix_rt::{System, SystemRunner};
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use edgequota::clock::{SharedClock, SystemClock};
+use edgequota::config::DEFAULT_PLANS_TOML;
+use edgequota::domain::{Catalogue, Metric, OrgId, PeriodKey, PlanCode, RequestId};
+use edgequota::metrics::Metrics;
+use edgequota::quota::actor::{OrgActor, Snapshot};
+use edgequota::quota::engine::EngineConfig;
+use edgequota::quota::messages::{Check, Record};
+use edgequota::quota::{decide, QuotaEngine};
+use edgequota::store::ledger::{self, OrgState};
+use edgequota::store::orgs::{CreateOutcome, OrgRecord};
+use edgequota::store::writer::GroupCommitWriter;
+use edgequota::store::Store;
+use futures::stream::{self, StreamExt};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Orgs created (and made live) for the actor benches.
+const ORGS: usize = 10_000;
+/// Submitters in flight for the throughput variants.
+const IN_FLIGHT_CHECKS: usize = 64;
+const IN_FLIGHT_RECORDS: usize = 256;
+
+/// A tiny xorshift so that "a random org" costs a few ns, not a `rand` call.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// The cheapest possible actor: the floor of any mailbox round trip.
+struct Noop;
+
+impl Actor for Noop {
+    type Context = Context<Self>;
+}
+
+#[derive(Message)]
+#[rtype(result = "u64")]
+struct Echo(u64);
+
+impl Handler<Echo> for Noop {
+    type Result = u64;
+    fn handle(&mut self, msg: Echo, _: &mut Context<Self>) -> u64 {
+        msg.0
+    }
+}
+
+/// An engine on a temporary sled directory, as `Application::build` wires it.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    writer: GroupCommitWriter,
+    engine: Arc<QuotaEngine>,
+    orgs: Vec<OrgId>,
+}
+
+impl Fixture {
+    /// Must run inside the actix `System` (the engine starts arbiters).
+    async fn start(orgs: usize) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), 256 * 1024 * 1024).expect("open store");
+        let metrics = Metrics::new();
+        let writer = GroupCommitWriter::start(
+            store.db.clone(),
+            store.ledger.clone(),
+            4096,
+            metrics.clone(),
+        );
+        let catalogue = Arc::new(Catalogue::from_toml(DEFAULT_PLANS_TOML).expect("catalogue"));
+        let clock: SharedClock = Arc::new(SystemClock);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let engine = Arc::new(QuotaEngine::start(
+            store.clone(),
+            writer.handle(),
+            catalogue,
+            clock,
+            metrics,
+            EngineConfig {
+                arbiters: cores,
+                idle_ttl: Duration::from_secs(3600),
+                recent_capacity: 64,
+            },
+        ));
+        let ids: Vec<OrgId> = stream::iter(0..orgs)
+            .map(|i| {
+                let engine = engine.clone();
+                async move {
+                    let record = OrgRecord {
+                        org_id: OrgId::generate(),
+                        name: format!("bench org {i}"),
+                        owner_user_id: format!("user_{i}"),
+                        created_ms: 0,
+                    };
+                    let id = record.org_id.clone();
+                    match engine.create_org(record, None).await.expect("create org") {
+                        CreateOutcome::Created => id,
+                        CreateOutcome::Replayed(_) => unreachable!("no idempotency key given"),
+                    }
+                }
+            })
+            .buffer_unordered(256)
+            .collect()
+            .await;
+        // Touch every org once so the measured checks hit live actors (the steady state).
+        let metric = Metric::api_call();
+        stream::iter(&ids)
+            .for_each_concurrent(256, |org| {
+                let engine = engine.clone();
+                let metric = metric.clone();
+                async move {
+                    engine.check(org, metric, 1).await.expect("warm-up check");
+                }
+            })
+            .await;
+        assert_eq!(engine.live_actors(), orgs);
+        Self {
+            _dir: dir,
+            store,
+            writer,
+            engine,
+            orgs: ids,
+        }
+    }
+
+    fn stop(mut self) {
+        self.engine.stop();
+        self.writer.stop();
+        drop(self.store);
+    }
+}
+
+fn bench_decide(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decide");
+    group.throughput(Throughput::Elements(1));
+    // Inputs vary per iteration (and pass through black_box) so nothing is folded away.
+    let inputs: Vec<(u64, u64, u64)> = {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        (0..1024)
+            .map(|_| (rng.next() % 2_000, 1_000, 1 + rng.next() % 3))
+            .collect()
+    };
+    let mut i = 0usize;
+    group.bench_function("decide", |b| {
+        b.iter(|| {
+            let (used, included, cost) = inputs[i & 1023];
+            i = i.wrapping_add(1);
+            decide(black_box(used), black_box(included), black_box(cost))
+        })
+    });
+    group.finish();
+}
+
+/// Per-call latency percentiles (each call timed on its own), printed next to
+/// criterion's batch statistics.
+fn check_percentiles(system: &SystemRunner, fixture: &Fixture, calls: usize) {
+    let metric = Metric::api_call();
+    let mut rng = Rng(42);
+    let mut samples: Vec<u64> = system.block_on(async {
+        let mut out = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let org = &fixture.orgs[rng.below(fixture.orgs.len())];
+            let started = Instant::now();
+            let outcome = fixture.engine.check(org, metric.clone(), 1).await;
+            out.push(started.elapsed().as_nanos() as u64);
+            black_box(outcome.expect("check"));
+        }
+        out
+    });
+    samples.sort_unstable();
+    let pct = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize] as f64 / 1e3;
+    println!(
+        "actor_check per-call latency over {calls} calls on {} live orgs: \
+         p50 {:.2} µs, p90 {:.2} µs, p99 {:.2} µs, p99.9 {:.2} µs",
+        fixture.orgs.len(),
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        pct(0.999),
+    );
+}
+
+/// Whether criterion's name filter (the first free argument, a regex; matched here as a
+/// plain substring) can select any of `groups`: spares the 10,000-org set-up otherwise.
+fn selected(groups: &[&str]) -> bool {
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    match filter {
+        None => true,
+        Some(f) => groups
+            .iter()
+            .any(|g| g.contains(f.as_str()) || f.contains(g)),
+    }
+}
+
+fn bench_actor_check(c: &mut Criterion) {
+    if !selected(&["actor_check", "record_via_actor"]) {
+        return;
+    }
+    let system = System::new();
+    let fixture = system.block_on(Fixture::start(ORGS));
+    check_percentiles(&system, &fixture, 200_000);
+
+    let mut group = c.benchmark_group("actor_check");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(8));
+    let metric = Metric::api_call();
+
+    let mut rng = Rng(7);
+    group.bench_function("one_at_a_time", |b| {
+        b.iter_custom(|iters| {
+            let picks: Vec<usize> = (0..iters).map(|_| rng.below(fixture.orgs.len())).collect();
+            system.block_on(async {
+                let started = Instant::now();
+                for &i in &picks {
+                    let outcome = fixture
+                        .engine
+                        .check(&fixture.orgs[i], metric.clone(), 1)
+                        .await;
+                    black_box(outcome.expect("check"));
+                }
+                started.elapsed()
+            })
+        })
+    });
+
+    // Baselines that split the figure above into its parts.
+    // (1) The same OrgActor and message, but started on the bench thread itself: the
+    //     engine's own cost (mailbox, decision, metrics, reply) without a thread hop.
+    let local = system.block_on(async {
+        let org = fixture.orgs[0].clone();
+        let snapshot = Snapshot {
+            org,
+            state: OrgState {
+                plan: PlanCode::free(),
+                period: PeriodKey::containing(chrono::Utc::now()),
+            },
+            state_dirty: false,
+            counters: Default::default(),
+        };
+        let shared = fixture.engine.shared().clone();
+        OrgActor::new(snapshot, u64::MAX, shared).start()
+    });
+    group.bench_function("same_thread_actor", |b| {
+        b.iter_custom(|iters| {
+            system.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    let msg = Check {
+                        metric: metric.clone(),
+                        cost: 1,
+                    };
+                    black_box(local.send(msg).await.expect("mailbox").expect("check"));
+                }
+                started.elapsed()
+            })
+        })
+    });
+    // (2) A no-op actor on another arbiter thread: the floor of any cross-thread round
+    //     trip on this machine (two thread wake-ups), whatever the actor does.
+    let noop_arbiter = Arbiter::new();
+    let noop = system.block_on(async { Noop::start_in_arbiter(&noop_arbiter.handle(), |_| Noop) });
+    group.bench_function("noop_actor_other_thread", |b| {
+        b.iter_custom(|iters| {
+            system.block_on(async {
+                let started = Instant::now();
+                for i in 0..iters {
+                    black_box(noop.send(Echo(i)).await.expect("mailbox"));
+                }
+                started.elapsed()
+            })
+        })
+    });
+    noop_arbiter.stop();
+
+    group.bench_function(format!("in_flight_{IN_FLIGHT_CHECKS}"), |b| {
+        b.iter_custom(|iters| {
+            let picks: Vec<usize> = (0..iters).map(|_| rng.below(fixture.orgs.len())).collect();
+            system.block_on(async {
+                let started = Instant::now();
+                stream::iter(&picks)
+                    .map(|&i| fixture.engine.check(&fixture.orgs[i], metric.clone(), 1))
+                    .buffer_unordered(IN_FLIGHT_CHECKS)
+                    .for_each(|outcome| {
+                        black_box(outcome.expect("check"));
+                        futures::future::ready(())
+                    })
+                    .await;
+                started.elapsed()
+            })
+        })
+    });
+    group.finish();
+
+    // Records through the actor: unique request ids, 256 in flight, per-record cost.
+    let mut group = c.benchmark_group("record_via_actor");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(10));
+    let mut seq = 0u64;
+    group.bench_function(format!("in_flight_{IN_FLIGHT_RECORDS}"), |b| {
+        b.iter_custom(|iters| {
+            let now = chrono::Utc::now();
+            let period = PeriodKey::containing(now);
+            let msgs: Vec<(usize, Record)> = (0..iters)
+                .map(|_| {
+                    seq += 1;
+                    let record = Record {
+                        request: RequestId::parse(&format!("bench-{seq}")).expect("request id"),
+                        fingerprint: seq.to_le_bytes().repeat(2).try_into().expect("16 bytes"),
+                        metric: metric.clone(),
+                        value: 1,
+                        period,
+                        now_ms: now.timestamp_millis(),
+                    };
+                    (rng.below(fixture.orgs.len()), record)
+                })
+                .collect();
+            system.block_on(async {
+                let started = Instant::now();
+                stream::iter(msgs)
+                    .map(|(i, record)| fixture.engine.record(&fixture.orgs[i], record))
+                    .buffer_unordered(IN_FLIGHT_RECORDS)
+                    .for_each(|reply| {
+                        assert!(!reply.expect("record").replayed);
+                        futures::future::ready(())
+                    })
+                    .await;
+                started.elapsed()
+            })
+        })
+    });
+    group.finish();
+
+    system.block_on(async move { fixture.stop() });
+}
+
+fn bench_commit(c: &mut Criterion) {
+    let system = System::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path(), 256 * 1024 * 1024).expect("open store");
+    let mut writer =
+        GroupCommitWriter::start(store.db.clone(), store.ledger.clone(), 4096, Metrics::new());
+    let handle = writer.handle();
+    let orgs: Vec<OrgId> = (0..ORGS).map(|_| OrgId::generate()).collect();
+    let period = PeriodKey::containing(chrono::Utc::now());
+    let metric = Metric::api_call();
+    let mut used = 0u64;
+    let mut op = move || {
+        used += 1;
+        ledger::put_counter(&orgs[(used as usize) % ORGS], period, &metric, used)
+    };
+
+    let mut group = c.benchmark_group("commit");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function("one_at_a_time", |b| {
+        b.iter_batched(
+            || vec![op()],
+            |ops| system.block_on(handle.commit(ops)).expect("commit"),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function(format!("in_flight_{IN_FLIGHT_RECORDS}"), |b| {
+        b.iter_custom(|iters| {
+            let batches: Vec<_> = (0..iters).map(|_| vec![op()]).collect();
+            system.block_on(async {
+                let started = Instant::now();
+                stream::iter(batches)
+                    .map(|ops| handle.commit(ops))
+                    .buffer_unordered(IN_FLIGHT_RECORDS)
+                    .for_each(|r| {
+                        r.expect("commit");
+                        futures::future::ready(())
+                    })
+                    .await;
+                started.elapsed()
+            })
+        })
+    });
+    group.finish();
+    writer.stop();
+}
+
+criterion_group!(benches, bench_decide, bench_actor_check, bench_commit);
+criterion_main!(benches);
