@@ -35,8 +35,8 @@ use edgequota::domain::{Catalogue, Metric, OrgId, PeriodKey, PlanCode, RequestId
 use edgequota::metrics::Metrics;
 use edgequota::quota::actor::{OrgActor, Snapshot};
 use edgequota::quota::engine::EngineConfig;
-use edgequota::quota::messages::{Check, Record};
-use edgequota::quota::{decide, QuotaEngine};
+use edgequota::quota::messages::{Ping, Record};
+use edgequota::quota::{decide, OrgView, QuotaEngine};
 use edgequota::store::ledger::{self, OrgState};
 use edgequota::store::orgs::{CreateOutcome, OrgRecord};
 use edgequota::store::writer::GroupCommitWriter;
@@ -150,7 +150,7 @@ impl Fixture {
                 let engine = engine.clone();
                 let metric = metric.clone();
                 async move {
-                    engine.check(org, metric, 1).await.expect("warm-up check");
+                    engine.check(org, &metric, 1).await.expect("warm-up check");
                 }
             })
             .await;
@@ -202,7 +202,7 @@ fn check_percentiles(system: &SystemRunner, fixture: &Fixture, calls: usize) {
         for _ in 0..calls {
             let org = &fixture.orgs[rng.below(fixture.orgs.len())];
             let started = Instant::now();
-            let outcome = fixture.engine.check(org, metric.clone(), 1).await;
+            let outcome = fixture.engine.check(org, &metric, 1).await;
             out.push(started.elapsed().as_nanos() as u64);
             black_box(outcome.expect("check"));
         }
@@ -253,10 +253,7 @@ fn bench_actor_check(c: &mut Criterion) {
             system.block_on(async {
                 let started = Instant::now();
                 for &i in &picks {
-                    let outcome = fixture
-                        .engine
-                        .check(&fixture.orgs[i], metric.clone(), 1)
-                        .await;
+                    let outcome = fixture.engine.check(&fixture.orgs[i], &metric, 1).await;
                     black_box(outcome.expect("check"));
                 }
                 started.elapsed()
@@ -264,9 +261,31 @@ fn bench_actor_check(c: &mut Criterion) {
         })
     });
 
-    // Baselines that split the figure above into its parts.
-    // (1) The same OrgActor and message, but started on the bench thread itself: the
-    //     engine's own cost (mailbox, decision, metrics, reply) without a thread hop.
+    // Message round trips, for comparison with the check above (which reads the state
+    // the org's actor publishes instead of sending it a message).
+    // (1) `Ping` to the org's own actor on its arbiter thread: registry lookup plus a
+    //     mailbox round trip (two thread wake-ups).
+    let addrs: Vec<Addr<OrgActor>> = system.block_on(async {
+        let mut out = Vec::with_capacity(fixture.orgs.len());
+        for org in &fixture.orgs {
+            out.push(fixture.engine.actor(org).await.expect("actor"));
+        }
+        out
+    });
+    group.bench_function("actor_round_trip_other_thread", |b| {
+        b.iter_custom(|iters| {
+            let picks: Vec<usize> = (0..iters).map(|_| rng.below(addrs.len())).collect();
+            system.block_on(async {
+                let started = Instant::now();
+                for &i in &picks {
+                    addrs[i].send(Ping).await.expect("mailbox").expect("ping");
+                }
+                started.elapsed()
+            })
+        })
+    });
+    // (2) The same to an OrgActor started on the bench thread: the actor's own cost
+    //     without a thread hop.
     let local = system.block_on(async {
         let org = fixture.orgs[0].clone();
         let snapshot = Snapshot {
@@ -279,24 +298,21 @@ fn bench_actor_check(c: &mut Criterion) {
             counters: Default::default(),
         };
         let shared = fixture.engine.shared().clone();
-        OrgActor::new(snapshot, u64::MAX, shared).start()
+        let view = Arc::new(OrgView::new(&shared.catalogue));
+        OrgActor::new(snapshot, u64::MAX, view, shared).start()
     });
-    group.bench_function("same_thread_actor", |b| {
+    group.bench_function("actor_round_trip_same_thread", |b| {
         b.iter_custom(|iters| {
             system.block_on(async {
                 let started = Instant::now();
                 for _ in 0..iters {
-                    let msg = Check {
-                        metric: metric.clone(),
-                        cost: 1,
-                    };
-                    black_box(local.send(msg).await.expect("mailbox").expect("check"));
+                    local.send(Ping).await.expect("mailbox").expect("ping");
                 }
                 started.elapsed()
             })
         })
     });
-    // (2) A no-op actor on another arbiter thread: the floor of any cross-thread round
+    // (3) A no-op actor on another arbiter thread: the floor of any cross-thread round
     //     trip on this machine (two thread wake-ups), whatever the actor does.
     let noop_arbiter = Arbiter::new();
     let noop = system.block_on(async { Noop::start_in_arbiter(&noop_arbiter.handle(), |_| Noop) });
@@ -319,7 +335,7 @@ fn bench_actor_check(c: &mut Criterion) {
             system.block_on(async {
                 let started = Instant::now();
                 stream::iter(&picks)
-                    .map(|&i| fixture.engine.check(&fixture.orgs[i], metric.clone(), 1))
+                    .map(|&i| fixture.engine.check(&fixture.orgs[i], &metric, 1))
                     .buffer_unordered(IN_FLIGHT_CHECKS)
                     .for_each(|outcome| {
                         black_box(outcome.expect("check"));

@@ -84,6 +84,11 @@ impl PeriodKey {
     pub fn from_index(index: u32) -> Self {
         Self(index)
     }
+
+    /// The month index (`year * 12 + month - 1`), for compact atomic storage.
+    pub fn index(self) -> u32 {
+        self.0
+    }
 }
 
 impl fmt::Display for PeriodKey {

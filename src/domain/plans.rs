@@ -146,6 +146,11 @@ impl Catalogue {
         self.metrics.binary_search(metric).is_ok()
     }
 
+    /// The metric's position in `metrics()` (the index of its slot in an `OrgView`).
+    pub fn metric_index(&self, metric: &Metric) -> Option<usize> {
+        self.metrics.binary_search(metric).ok()
+    }
+
     pub fn metrics(&self) -> &[Metric] {
         &self.metrics
     }

@@ -40,7 +40,7 @@ pub async fn check(
     };
     auth.require_org(&org)?;
     tag_org(&req, &org);
-    let outcome = state.engine.check(&org, metric.clone(), cost).await?;
+    let outcome = state.engine.check(&org, &metric, cost).await?;
     let limits = Limits {
         metric: &metric,
         period: outcome.period,

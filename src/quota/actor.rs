@@ -1,23 +1,25 @@
 //! `OrgActor`: the single owner of one org's counters and recent idempotency entries.
 //!
-//! Because exactly one actor writes an org's state, no lock guards a counter. Checks are
-//! answered from memory. A record is counted in memory, submitted to the group-commit
-//! writer, and answered only after the writer reports it durable. Duplicates of a record
-//! still in flight wait for its outcome and receive the identical body. Store reads
-//! (idempotency look-ups, counters of other periods) run on the blocking pool so that the
-//! arbiter thread keeps answering checks for its other orgs meanwhile.
+//! Because exactly one actor writes an org's state, no lock guards a counter; the actor
+//! mirrors its current counters into an [`OrgView`] that checks read without a message.
+//! A record is looked up, counted and submitted to the group-commit writer in one
+//! handler call; the caller then awaits durability on its own thread. Duplicates of a
+//! record still in flight share its durability future and receive the identical body.
+//!
+//! The idempotency look-up reads sled on this arbiter: a read of a cached page, and since
+//! checks never queue behind it (they read the view) a slow read delays only records.
 
-use super::decision::decide;
 use super::messages::*;
 use super::registry::Shared;
+use super::view::OrgView;
 use crate::domain::{Metric, PeriodKey, Plan, PlanCode, RequestId};
 use crate::store::ledger::{self, IdemEntry, OrgState};
 use crate::store::{self, StoreError};
 use actix::prelude::*;
+use futures_util::future::{self as future_util, FutureExt};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// What the registry loaded from the store to start an actor.
@@ -29,7 +31,20 @@ pub struct Snapshot {
     pub counters: HashMap<Metric, u64>,
 }
 
-type Waiter = ([u8; 16], oneshot::Sender<Result<RecordReply, EngineError>>);
+/// A request id this actor has answered (or is answering).
+struct Known {
+    fingerprint: [u8; 16],
+    body: Arc<[u8]>,
+    durable: Durable,
+}
+
+impl Known {
+    /// Polls the shared future once, so the answer does not depend on whether the
+    /// original caller is still awaiting it.
+    fn in_flight(&self) -> bool {
+        self.durable.clone().now_or_never().is_none()
+    }
+}
 
 pub struct OrgActor {
     shared: Arc<Shared>,
@@ -39,12 +54,13 @@ pub struct OrgActor {
     state: OrgState,
     state_dirty: bool,
     current: HashMap<Metric, u64>,
-    /// Counters of periods other than the current one, loaded on demand.
+    view: Arc<OrgView>,
+    /// Counters of periods other than the current one, loaded on demand. Memory is
+    /// authoritative for every counter it holds (its last write may still be in flight).
     other: HashMap<(PeriodKey, Metric), u64>,
-    recent: HashMap<RequestId, IdemEntry>,
+    recent: HashMap<RequestId, Known>,
     recent_order: VecDeque<RequestId>,
-    pending: HashMap<RequestId, Vec<Waiter>>,
-    /// Store reads and writes not yet finished; the actor is not evicted while any are.
+    /// Rollover loads and commits not yet finished.
     in_flight: usize,
     touched: bool,
     idle_ticks: u32,
@@ -61,8 +77,17 @@ struct RecordBody {
 
 const IDLE_TICKS: u32 = 4;
 
+fn ready_durable() -> Durable {
+    future_util::ready(Ok(())).boxed().shared()
+}
+
 impl OrgActor {
-    pub fn new(snapshot: Snapshot, generation: u64, shared: Arc<Shared>) -> Self {
+    pub fn new(
+        snapshot: Snapshot,
+        generation: u64,
+        view: Arc<OrgView>,
+        shared: Arc<Shared>,
+    ) -> Self {
         let plan = shared.catalogue.get_or_free(&snapshot.state.plan);
         Self {
             generation,
@@ -71,10 +96,10 @@ impl OrgActor {
             state: snapshot.state,
             state_dirty: snapshot.state_dirty,
             current: snapshot.counters,
+            view,
             other: HashMap::new(),
             recent: HashMap::new(),
             recent_order: VecDeque::new(),
-            pending: HashMap::new(),
             in_flight: 0,
             touched: true,
             idle_ticks: 0,
@@ -83,92 +108,88 @@ impl OrgActor {
         }
     }
 
-    fn used(&self, period: PeriodKey, metric: &Metric) -> Option<u64> {
+    fn publish_all(&self) {
+        self.view.publish_all(
+            &self.shared.catalogue,
+            self.state.period,
+            &self.plan,
+            &self.current,
+        );
+    }
+
+    /// The counter of `metric` in `period`, reading the store for a period not in memory.
+    fn counter(&mut self, period: PeriodKey, metric: &Metric) -> Result<u64, StoreError> {
         if period == self.state.period {
-            Some(self.current.get(metric).copied().unwrap_or(0))
+            return Ok(self.current.get(metric).copied().unwrap_or(0));
+        }
+        let key = (period, metric.clone());
+        if let Some(used) = self.other.get(&key) {
+            return Ok(*used);
+        }
+        let used = ledger::get_counter(&self.shared.store.ledger, &self.org, period, metric)?;
+        self.other.insert(key, used);
+        Ok(used)
+    }
+
+    fn set_counter(&mut self, period: PeriodKey, metric: &Metric, used: u64) {
+        if period == self.state.period {
+            self.current.insert(metric.clone(), used);
+            if let Some(i) = self.shared.catalogue.metric_index(metric) {
+                self.view.publish_used(i, used);
+            }
         } else {
-            self.other.get(&(period, metric.clone())).copied()
+            self.other.insert((period, metric.clone()), used);
         }
     }
 
-    fn add_usage(&mut self, period: PeriodKey, metric: &Metric, value: u64) -> u64 {
-        let slot = if period == self.state.period {
-            self.current.entry(metric.clone()).or_insert(0)
-        } else {
-            self.other.entry((period, metric.clone())).or_insert(0)
-        };
-        *slot = slot.saturating_add(value);
-        *slot
-    }
-
-    fn remember(&mut self, request: RequestId, entry: IdemEntry) {
-        let cap = self.shared.recent_capacity;
-        if cap == 0 {
-            return;
-        }
-        if self.recent.insert(request.clone(), entry).is_none() {
+    /// Keeps at most the configured number of answered ids, never dropping one whose
+    /// write is still in flight (a duplicate must find it in memory until it is durable).
+    fn remember(&mut self, request: RequestId, known: Known) {
+        if self.recent.insert(request.clone(), known).is_none() {
             self.recent_order.push_back(request);
-            while self.recent_order.len() > cap {
-                if let Some(old) = self.recent_order.pop_front() {
-                    self.recent.remove(&old);
-                }
+        }
+        let cap = self.shared.recent_capacity;
+        while self.recent_order.len() > cap {
+            let Some(oldest) = self.recent_order.front() else {
+                break;
+            };
+            if self.recent.get(oldest).is_some_and(Known::in_flight) {
+                break;
+            }
+            if let Some(old) = self.recent_order.pop_front() {
+                self.recent.remove(&old);
             }
         }
     }
 
-    fn replay(entry: &IdemEntry, fingerprint: &[u8; 16]) -> Result<RecordReply, EngineError> {
-        if &entry.fingerprint == fingerprint {
-            Ok(RecordReply {
-                body: entry.body.as_slice().into(),
-                replayed: true,
-            })
-        } else {
-            Err(EngineError::Conflict(
+    fn reply(
+        known: &Known,
+        fingerprint: &[u8; 16],
+        replayed: bool,
+    ) -> Result<PendingRecord, EngineError> {
+        if &known.fingerprint != fingerprint {
+            return Err(EngineError::Conflict(
                 "request_id was already used with a different payload".into(),
-            ))
+            ));
         }
+        Ok(PendingRecord {
+            body: known.body.clone(),
+            replayed,
+            durable: known.durable.clone(),
+        })
     }
 
-    /// Answers everyone waiting on `request`: the first submitter gets the fresh body,
-    /// duplicates the same body marked as a replay (or a conflict if their payload differs).
-    fn resolve(&mut self, request: &RequestId, entry: &IdemEntry, fresh: bool) {
-        for (i, (fp, tx)) in self
-            .pending
-            .remove(request)
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-        {
-            let mut reply = Self::replay(entry, &fp);
-            if let Ok(r) = &mut reply {
-                r.replayed = !(fresh && i == 0);
-            }
-            let _ = tx.send(reply);
-        }
+    fn has_in_flight_work(&self) -> bool {
+        self.in_flight > 0 || self.recent.values().any(Known::in_flight)
     }
 
-    fn fail(&mut self, request: &RequestId, error: EngineError) {
-        for (_, tx) in self.pending.remove(request).unwrap_or_default() {
-            let _ = tx.send(Err(error.clone()));
-        }
-    }
-
-    /// A failed durable write leaves memory ahead of the store: stop, so the next request
-    /// starts a fresh actor from what is actually stored.
-    fn poison(&mut self, ctx: &mut Context<Self>, error: &StoreError) {
-        tracing::error!(org = %self.org, error = %error, "write failed; restarting org actor from the store");
-        self.retire(ctx);
-    }
-
+    /// Stops this actor for good; the next request starts a fresh one from the store.
     fn retire(&mut self, ctx: &mut Context<Self>) {
         self.retired = true;
         let generation = self.generation;
         self.shared
             .map
             .remove_if(&self.org, |_, handle| handle.generation == generation);
-        for request in self.pending.keys().cloned().collect::<Vec<_>>() {
-            self.fail(&request, EngineError::Retired);
-        }
         ctx.stop();
     }
 
@@ -177,63 +198,53 @@ impl OrgActor {
         vec![ledger::put_state(&self.org, &self.state)]
     }
 
-    /// Submits `ops` and runs `then` in the actor once they are durable; a failure
-    /// poisons the actor and is passed to `then`.
-    fn commit<F>(&mut self, ctx: &mut Context<Self>, ops: Vec<ledger::LedgerOp>, then: F)
-    where
-        F: FnOnce(&mut Self, &mut Context<Self>, Result<(), StoreError>) + 'static,
-    {
-        self.in_flight += 1;
-        let rx = self.shared.commit.submit(ops);
-        let fut = async move { rx.await.unwrap_or(Err(StoreError::WriterGone)) };
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            act.in_flight -= 1;
-            if let Err(e) = &res {
-                act.poison(ctx, e);
-            }
-            then(act, ctx, res);
-        }));
+    /// Submits `ops`; a failure stops the actor (its memory is ahead of the store).
+    fn submit(&mut self, ctx: &mut Context<Self>, ops: Vec<ledger::LedgerOp>) -> Durable {
+        let addr = ctx.address();
+        let rx = self.shared.commit.submit_with_hook(
+            ops,
+            Box::new(move |e: &StoreError| addr.do_send(CommitFailed(e.clone()))),
+        );
+        async move {
+            rx.await
+                .map_err(|_| EngineError::Store(StoreError::WriterGone))?
+                .map_err(EngineError::Store)
+        }
+        .boxed()
+        .shared()
     }
 
-    fn after_lookup(
+    fn record(
         &mut self,
         msg: Record,
-        looked_up: Result<(Option<IdemEntry>, Option<u64>), StoreError>,
         ctx: &mut Context<Self>,
-    ) {
-        let (found, stored_counter) = match looked_up {
-            Ok(v) => v,
-            Err(e) => return self.fail(&msg.request, e.into()),
-        };
-        if let Some(entry) = found {
-            self.shared
-                .metrics
-                .usage_records
-                .with_label_values(&["duplicate"])
-                .inc();
-            self.resolve(&msg.request, &entry, false);
-            self.remember(msg.request, entry);
-            return;
+    ) -> Result<PendingRecord, EngineError> {
+        if let Some(known) = self.recent.get(&msg.request) {
+            return Self::reply(known, &msg.fingerprint, true);
         }
-        if let Some(c) = stored_counter {
-            // Another record may have loaded (and bumped) it meanwhile, or a rollover may
-            // have made its period current: memory wins in both cases.
-            if msg.period != self.state.period {
-                self.other
-                    .entry((msg.period, msg.metric.clone()))
-                    .or_insert(c);
-            }
+        let tree = &self.shared.store.ledger;
+        if let Some(stored) = ledger::get_idem(tree, &self.org, &msg.request)? {
+            let known = Known {
+                fingerprint: stored.fingerprint,
+                body: stored.body.into(),
+                durable: ready_durable(),
+            };
+            let reply = Self::reply(&known, &msg.fingerprint, true);
+            self.remember(msg.request, known);
+            return reply;
         }
-        let used = self.add_usage(msg.period, &msg.metric, msg.value);
-        let remaining = self.plan.included(&msg.metric).saturating_sub(used);
+        let used = self
+            .counter(msg.period, &msg.metric)?
+            .saturating_add(msg.value);
+        self.set_counter(msg.period, &msg.metric, used);
         let body = RecordBody {
             period_key: msg.period.to_string(),
             used,
-            remaining,
+            remaining: self.plan.included(&msg.metric).saturating_sub(used),
         };
         let entry = IdemEntry {
             fingerprint: msg.fingerprint,
-            body: serde_json::to_vec(&body).unwrap_or_default(),
+            body: serde_json::to_vec(&body).map_err(|e| EngineError::Unavailable(e.to_string()))?,
             created_ms: msg.now_ms,
         };
         let mut ops = vec![ledger::put_counter(
@@ -246,25 +257,14 @@ impl OrgActor {
         if self.state_dirty {
             ops.extend(self.state_op());
         }
-        self.commit(ctx, ops, move |act, _, res| match res {
-            Ok(()) => {
-                let m = &act.shared.metrics;
-                m.usage_records.with_label_values(&["recorded"]).inc();
-                m.usage_units
-                    .with_label_values(&[msg.metric.as_str()])
-                    .inc_by(msg.value);
-                act.resolve(&msg.request, &entry, true);
-                act.remember(msg.request, entry);
-            }
-            Err(e) => {
-                act.shared
-                    .metrics
-                    .usage_records
-                    .with_label_values(&["failed"])
-                    .inc();
-                act.fail(&msg.request, e.into());
-            }
-        });
+        let known = Known {
+            fingerprint: entry.fingerprint,
+            body: entry.body.into(),
+            durable: self.submit(ctx, ops),
+        };
+        let reply = Self::reply(&known, &msg.fingerprint, false);
+        self.remember(msg.request, known);
+        reply
     }
 
     /// Moves to `period` (forward only) with counters loaded from the store for it, or
@@ -284,63 +284,75 @@ impl OrgActor {
         let load = store::blocking(move || ledger::counters_for(&tree, &org, period));
         Box::pin(load.into_actor(self).then(move |loaded, act, ctx| {
             act.in_flight -= 1;
-            let outcome: Result<(bool, Vec<ledger::LedgerOp>), EngineError> = (|| {
-                let loaded = loaded?;
-                if period < act.state.period {
-                    return Ok((false, Vec::new()));
-                }
-                let mut ops = Vec::new();
-                if period > act.state.period {
-                    // Memory is authoritative for every counter it holds (writes of
-                    // those may still be in flight), so it wins over what was loaded, and
-                    // the outgoing period's counters stay in memory for late records.
-                    let mut counters = loaded;
-                    act.other.retain(|(p, m), used| {
-                        if *p == period {
-                            counters.insert(m.clone(), *used);
-                        }
-                        *p != period
-                    });
-                    let old = act.state.period;
-                    for (m, used) in std::mem::replace(&mut act.current, counters) {
-                        act.other.insert((old, m), used);
-                    }
-                    act.state.period = period;
-                    ops.extend(act.state_op());
-                } else {
-                    // force within the current period
-                    let nonzero: Vec<Metric> = act
-                        .current
-                        .iter()
-                        .filter(|(_, used)| **used > 0)
-                        .map(|(m, _)| m.clone())
-                        .collect();
-                    if nonzero.is_empty() {
-                        return Ok((false, Vec::new()));
-                    }
-                    for m in nonzero {
-                        act.current.insert(m.clone(), 0);
-                        ops.push(ledger::put_counter(&act.org, period, &m, 0));
-                    }
-                }
-                Ok((true, ops))
-            })();
+            let outcome = loaded
+                .map_err(EngineError::from)
+                .map(|loaded| act.apply_roll(period, force, loaded));
             let (tx, rx) = oneshot::channel();
             match outcome {
-                Ok((true, ops)) => act.commit(ctx, ops, move |_, _, res| {
-                    let _ = tx.send(res.map(|()| true).map_err(EngineError::from));
-                }),
-                other => {
-                    let _ = tx.send(other.map(|(changed, _)| changed));
+                Ok(Some(ops)) => {
+                    let durable = act.submit(ctx, ops);
+                    act.in_flight += 1;
+                    ctx.spawn(durable.into_actor(act).map(move |res, act, _| {
+                        act.in_flight -= 1;
+                        let _ = tx.send(res.map(|()| true));
+                    }));
+                }
+                Ok(None) => {
+                    let _ = tx.send(Ok(false));
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
                 }
             }
             async move { rx.await.unwrap_or(Err(EngineError::Retired)) }.into_actor(act)
         }))
     }
 
+    /// Applies a roll in memory (and the view); returns the writes, or `None` if nothing
+    /// changed (another roll got there first, or a forced period had nothing to zero).
+    fn apply_roll(
+        &mut self,
+        period: PeriodKey,
+        force: bool,
+        mut loaded: HashMap<Metric, u64>,
+    ) -> Option<Vec<ledger::LedgerOp>> {
+        let mut ops = Vec::new();
+        if period > self.state.period {
+            self.other.retain(|(p, m), used| {
+                if *p == period {
+                    loaded.insert(m.clone(), *used);
+                }
+                *p != period
+            });
+            let old = self.state.period;
+            for (m, used) in std::mem::replace(&mut self.current, loaded) {
+                self.other.insert((old, m), used);
+            }
+            self.state.period = period;
+            ops.extend(self.state_op());
+        } else if period == self.state.period && force {
+            let nonzero: Vec<Metric> = self
+                .current
+                .iter()
+                .filter(|(_, used)| **used > 0)
+                .map(|(m, _)| m.clone())
+                .collect();
+            for m in nonzero {
+                self.current.insert(m.clone(), 0);
+                ops.push(ledger::put_counter(&self.org, period, &m, 0));
+            }
+        }
+        if ops.is_empty() {
+            return None;
+        }
+        self.publish_all();
+        Some(ops)
+    }
+
     pub fn set_plan(&mut self, code: &PlanCode) {
         self.plan = self.shared.catalogue.get_or_free(code);
         self.state.plan = self.plan.code.clone();
+        self.publish_all();
     }
 }
 
@@ -353,13 +365,15 @@ impl Actor for OrgActor {
         self.shared.metrics.actor_starts.inc();
         if self.state_dirty {
             let ops = self.state_op();
-            self.commit(ctx, ops, |_, _, _| {});
+            // Nobody waits on this write; a failure reaches the actor through the hook.
+            drop(self.submit(ctx, ops));
         }
         let tick = self.shared.idle_ttl / IDLE_TICKS;
         ctx.run_interval(
             tick.max(std::time::Duration::from_millis(10)),
             |act, ctx| {
-                if act.touched || act.in_flight > 0 || !act.pending.is_empty() {
+                let read = act.view.take_touched();
+                if act.touched || read || act.has_in_flight_work() {
                     act.touched = false;
                     act.idle_ticks = 0;
                 } else {
@@ -378,6 +392,7 @@ impl Actor for OrgActor {
     }
 }
 
+/// Refuses work once retired (the registry retries on a fresh actor) and marks activity.
 macro_rules! refuse_if_retired {
     ($self:ident) => {
         if $self.retired {
@@ -387,80 +402,23 @@ macro_rules! refuse_if_retired {
     };
 }
 
-impl Handler<Check> for OrgActor {
-    type Result = Result<CheckOutcome, EngineError>;
+impl Handler<Record> for OrgActor {
+    type Result = Result<PendingRecord, EngineError>;
 
-    fn handle(&mut self, msg: Check, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Record, ctx: &mut Context<Self>) -> Self::Result {
         refuse_if_retired!(self);
-        let started = Instant::now();
-        let included = self.plan.included(&msg.metric);
-        let used = self.current.get(&msg.metric).copied().unwrap_or(0);
-        let decision = decide(used, included, msg.cost);
-        let m = &self.shared.metrics;
-        m.decision_duration.observe(started.elapsed().as_secs_f64());
-        m.quota_checks
-            .with_label_values(&[
-                msg.metric.as_str(),
-                if decision.allow { "allow" } else { "deny" },
-            ])
-            .inc();
-        Ok(CheckOutcome {
-            decision,
-            included,
-            used,
-            period: self.state.period,
-        })
+        self.record(msg, ctx)
     }
 }
 
-impl Handler<Record> for OrgActor {
-    type Result = ResponseFuture<Result<RecordReply, EngineError>>;
+impl Handler<CommitFailed> for OrgActor {
+    type Result = ();
 
-    fn handle(&mut self, msg: Record, ctx: &mut Context<Self>) -> Self::Result {
-        if self.retired {
-            return Box::pin(async { Err(EngineError::Retired) });
+    fn handle(&mut self, msg: CommitFailed, ctx: &mut Context<Self>) {
+        if !self.retired {
+            tracing::error!(org = %self.org, error = %msg.0, "write failed; restarting org actor from the store");
+            self.retire(ctx);
         }
-        self.touched = true;
-        if let Some(entry) = self.recent.get(&msg.request) {
-            let reply = Self::replay(entry, &msg.fingerprint);
-            let outcome = if reply.is_ok() {
-                "duplicate"
-            } else {
-                "conflict"
-            };
-            self.shared
-                .metrics
-                .usage_records
-                .with_label_values(&[outcome])
-                .inc();
-            return Box::pin(async move { reply });
-        }
-        let (tx, rx) = oneshot::channel();
-        let answer = Box::pin(async move { rx.await.unwrap_or(Err(EngineError::Retired)) });
-        if let Some(waiters) = self.pending.get_mut(&msg.request) {
-            waiters.push((msg.fingerprint, tx));
-            return answer;
-        }
-        self.pending
-            .insert(msg.request.clone(), vec![(msg.fingerprint, tx)]);
-        let tree = self.shared.store.ledger.clone();
-        let (org, request) = (self.org.clone(), msg.request.clone());
-        let counter_needed = self.used(msg.period, &msg.metric).is_none();
-        let (period, metric) = (msg.period, msg.metric.clone());
-        self.in_flight += 1;
-        let lookup = store::blocking(move || {
-            let found = ledger::get_idem(&tree, &org, &request)?;
-            let counter = match (&found, counter_needed) {
-                (None, true) => Some(ledger::get_counter(&tree, &org, period, &metric)?),
-                _ => None,
-            };
-            Ok((found, counter))
-        });
-        ctx.spawn(lookup.into_actor(self).map(move |res, act, ctx| {
-            act.in_flight -= 1;
-            act.after_lookup(msg, res, ctx);
-        }));
-        answer
     }
 }
 

@@ -4,6 +4,7 @@
 use super::actor::OrgActor;
 use super::messages::*;
 use super::registry::{Registry, Shared};
+use super::view::CheckOutcome;
 use crate::clock::SharedClock;
 use crate::domain::{Catalogue, Metric, OrgId, PeriodKey, PlanCode};
 use crate::metrics::Metrics;
@@ -16,7 +17,7 @@ use dashmap::DashMap;
 use futures_util::stream::{self, StreamExt};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How many orgs a sweep rolls at once (bounds actor starts and store reads in flight).
 const SWEEP_CONCURRENCY: usize = 64;
@@ -81,17 +82,59 @@ impl QuotaEngine {
         &self.registry.shared.store
     }
 
+    /// Decides from memory whether `org` may spend `cost` of `metric`; never writes.
     pub async fn check(
         &self,
         org: &OrgId,
-        metric: Metric,
+        metric: &Metric,
         cost: u64,
     ) -> Result<CheckOutcome, EngineError> {
-        self.registry.send(org, Check { metric, cost }).await
+        let started = Instant::now();
+        let index = self.catalogue().metric_index(metric).ok_or_else(|| {
+            EngineError::Unavailable(format!("metric {metric} is not in the catalogue"))
+        })?;
+        let outcome = self.registry.check(org, index, cost).await?;
+        let m = &self.registry.shared.metrics;
+        m.decision_duration.observe(started.elapsed().as_secs_f64());
+        let result = if outcome.decision.allow {
+            "allow"
+        } else {
+            "deny"
+        };
+        m.quota_checks
+            .with_label_values(&[metric.as_str(), result])
+            .inc();
+        Ok(outcome)
     }
 
+    /// Records usage once per request id; returns only once the record is durable.
     pub async fn record(&self, org: &OrgId, record: Record) -> Result<RecordReply, EngineError> {
-        self.registry.send(org, record).await
+        let m = &self.registry.shared.metrics;
+        let (metric, value) = (record.metric.clone(), record.value);
+        let pending = match self.registry.send(org, record).await {
+            Ok(p) => p,
+            Err(e @ EngineError::Conflict(_)) => {
+                m.usage_records.with_label_values(&["conflict"]).inc();
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        if let Err(e) = pending.durable.await {
+            m.usage_records.with_label_values(&["failed"]).inc();
+            return Err(e);
+        }
+        if pending.replayed {
+            m.usage_records.with_label_values(&["duplicate"]).inc();
+        } else {
+            m.usage_records.with_label_values(&["recorded"]).inc();
+            m.usage_units
+                .with_label_values(&[metric.as_str()])
+                .inc_by(value);
+        }
+        Ok(RecordReply {
+            body: pending.body,
+            replayed: pending.replayed,
+        })
     }
 
     pub async fn seed(&self, org: &OrgId, period: PeriodKey) -> Result<SeedReply, EngineError> {

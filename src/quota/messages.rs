@@ -1,9 +1,9 @@
 //! Messages an org actor answers, their replies, and the engine's error type.
 
 use crate::domain::{Metric, PeriodKey, Plan, RequestId};
-use crate::quota::Decision;
 use crate::store::StoreError;
 use actix::Message;
+use futures_util::future::{BoxFuture, Shared};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -22,25 +22,6 @@ pub enum EngineError {
     Unavailable(String),
 }
 
-/// May the org spend `cost` of `metric` now? Answered from memory.
-#[derive(Debug, Clone)]
-pub struct Check {
-    pub metric: Metric,
-    pub cost: u64,
-}
-
-#[derive(Debug, Clone)]
-pub struct CheckOutcome {
-    pub decision: Decision,
-    pub included: u64,
-    pub used: u64,
-    pub period: PeriodKey,
-}
-
-impl Message for Check {
-    type Result = Result<CheckOutcome, EngineError>;
-}
-
 /// Record `value` of `metric` in `period`, once per `request`.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -52,7 +33,21 @@ pub struct Record {
     pub now_ms: i64,
 }
 
-/// The exact JSON body answered for a record (first time and every replay).
+/// Resolves once a record's writes are durable (shared by the record and any duplicate
+/// that arrives while it is in flight).
+pub type Durable = Shared<BoxFuture<'static, Result<(), EngineError>>>;
+
+/// The actor's answer to a record: the exact JSON body (first time and every replay),
+/// to be released only once `durable` resolves — awaited by the caller, on its own
+/// thread, so the acknowledgement goes from the writer straight to the request.
+#[derive(Clone)]
+pub struct PendingRecord {
+    pub body: Arc<[u8]>,
+    pub replayed: bool,
+    pub durable: Durable,
+}
+
+/// A record's reply once durable.
 #[derive(Debug, Clone)]
 pub struct RecordReply {
     pub body: Arc<[u8]>,
@@ -60,7 +55,15 @@ pub struct RecordReply {
 }
 
 impl Message for Record {
-    type Result = Result<RecordReply, EngineError>;
+    type Result = Result<PendingRecord, EngineError>;
+}
+
+/// The group-commit writer failed a batch holding this actor's writes.
+#[derive(Debug, Clone)]
+pub struct CommitFailed(pub StoreError);
+
+impl Message for CommitFailed {
+    type Result = ();
 }
 
 /// Ensure the org's counter for `period` exists (rolling forward to it if newer).

@@ -9,7 +9,9 @@ pub mod engine;
 pub mod messages;
 pub mod registry;
 pub mod rollover;
+pub mod view;
 
 pub use decision::{decide, Decision};
 pub use engine::QuotaEngine;
-pub use messages::{CheckOutcome, EngineError, EntitlementsView, RecordReply, SeedReply};
+pub use messages::{EngineError, EntitlementsView, RecordReply, SeedReply};
+pub use view::{CheckOutcome, OrgView};

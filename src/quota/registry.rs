@@ -7,6 +7,7 @@
 
 use super::actor::{OrgActor, Snapshot};
 use super::messages::EngineError;
+use super::view::{CheckOutcome, OrgView};
 use crate::clock::SharedClock;
 use crate::domain::{Catalogue, OrgId, PeriodKey, PlanCode};
 use crate::metrics::Metrics;
@@ -24,6 +25,8 @@ use std::time::Duration;
 pub struct OrgHandle {
     pub addr: Addr<OrgActor>,
     pub generation: u64,
+    /// What the actor publishes for checks.
+    pub view: Arc<OrgView>,
 }
 
 /// What every org actor shares: the store, the writer, the catalogue, the clock.
@@ -78,12 +81,42 @@ impl Registry {
                 let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
                 let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
                 let shared = self.shared.clone();
+                // Published before the actor starts, so a check right after this
+                // returns already sees the loaded state.
+                let view = Arc::new(OrgView::new(&shared.catalogue));
+                let plan = shared.catalogue.get_or_free(&snapshot.state.plan);
+                view.publish_all(
+                    &shared.catalogue,
+                    snapshot.state.period,
+                    &plan,
+                    &snapshot.counters,
+                );
+                let actor_view = view.clone();
                 let addr = OrgActor::start_in_arbiter(&self.arbiters[i], move |_| {
-                    OrgActor::new(snapshot, generation, shared)
+                    OrgActor::new(snapshot, generation, actor_view, shared)
                 });
-                e.insert(OrgHandle { addr, generation }).clone()
+                e.insert(OrgHandle {
+                    addr,
+                    generation,
+                    view,
+                })
+                .clone()
             }
         })
+    }
+
+    /// Decides a check from the view the org's actor publishes, on the caller's thread.
+    /// `metric_index` is the metric's catalogue index.
+    pub async fn check(
+        &self,
+        org: &OrgId,
+        metric_index: usize,
+        cost: u64,
+    ) -> Result<CheckOutcome, EngineError> {
+        if let Some(handle) = self.shared.map.get(org) {
+            return Ok(handle.view.check(metric_index, cost));
+        }
+        Ok(self.get(org).await?.view.check(metric_index, cost))
     }
 
     /// Sends `msg` to the org's actor, retrying on a fresh actor when the one found was

@@ -20,8 +20,11 @@ use tokio::sync::oneshot;
 
 type Ack = oneshot::Sender<StoreResult<()>>;
 
+/// Called on the writer thread when the batch holding a submission fails.
+pub type FailureHook = Box<dyn FnOnce(&StoreError) + Send>;
+
 enum Msg {
-    Commit(Vec<LedgerOp>, Ack),
+    Commit(Vec<LedgerOp>, Ack, Option<FailureHook>),
     Shutdown,
 }
 
@@ -35,8 +38,31 @@ impl CommitHandle {
     /// Queues `ops` to be applied atomically with the rest of their batch; the returned
     /// receiver resolves once they are durable (or the batch failed).
     pub fn submit(&self, ops: Vec<LedgerOp>) -> oneshot::Receiver<StoreResult<()>> {
+        self.send(ops, None)
+    }
+
+    /// As `submit`, and `on_failure` runs (on the writer thread) if the batch fails —
+    /// for a submitter that does not itself await the acknowledgement.
+    pub fn submit_with_hook(
+        &self,
+        ops: Vec<LedgerOp>,
+        on_failure: FailureHook,
+    ) -> oneshot::Receiver<StoreResult<()>> {
+        self.send(ops, Some(on_failure))
+    }
+
+    fn send(
+        &self,
+        ops: Vec<LedgerOp>,
+        hook: Option<FailureHook>,
+    ) -> oneshot::Receiver<StoreResult<()>> {
         let (ack, rx) = oneshot::channel();
-        if let Err(mpsc::SendError(Msg::Commit(_, ack))) = self.tx.send(Msg::Commit(ops, ack)) {
+        if let Err(mpsc::SendError(Msg::Commit(_, ack, hook))) =
+            self.tx.send(Msg::Commit(ops, ack, hook))
+        {
+            if let Some(hook) = hook {
+                hook(&StoreError::WriterGone);
+            }
             let _ = ack.send(Err(StoreError::WriterGone));
         }
         rx
@@ -87,6 +113,7 @@ impl Drop for GroupCommitWriter {
 
 fn run(db: sled::Db, ledger: sled::Tree, rx: mpsc::Receiver<Msg>, max: usize, m: Metrics) {
     let mut acks: Vec<Ack> = Vec::with_capacity(max);
+    let mut hooks: Vec<FailureHook> = Vec::new();
     let mut stopping = false;
     while !stopping {
         let mut batch = sled::Batch::default();
@@ -99,17 +126,19 @@ fn run(db: sled::Db, ledger: sled::Tree, rx: mpsc::Receiver<Msg>, max: usize, m:
             }
         };
         match rx.recv() {
-            Ok(Msg::Commit(ops, ack)) => {
+            Ok(Msg::Commit(ops, ack, hook)) => {
                 add(ops);
                 acks.push(ack);
+                hooks.extend(hook);
             }
             Ok(Msg::Shutdown) | Err(_) => break,
         }
         while acks.len() < max {
             match rx.try_recv() {
-                Ok(Msg::Commit(ops, ack)) => {
+                Ok(Msg::Commit(ops, ack, hook)) => {
                     add(ops);
                     acks.push(ack);
+                    hooks.extend(hook);
                 }
                 Ok(Msg::Shutdown) => {
                     stopping = true;
@@ -128,7 +157,11 @@ fn run(db: sled::Db, ledger: sled::Tree, rx: mpsc::Receiver<Msg>, max: usize, m:
         if let Err(e) = &result {
             m.commit_errors.inc();
             tracing::error!(error = %e, writes = acks.len(), "group commit failed");
+            for hook in hooks.drain(..) {
+                hook(e);
+            }
         }
+        hooks.clear();
         for ack in acks.drain(..) {
             let _ = ack.send(result.clone());
         }
