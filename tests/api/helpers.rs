@@ -183,7 +183,10 @@ impl TestApp {
     pub async fn wait_for_idle_eviction(&self) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while self.engine.live_actors() > 0 {
-            assert!(std::time::Instant::now() < deadline, "actor was never evicted");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "actor was never evicted"
+            );
             actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
