@@ -1,26 +1,28 @@
 //! Criterion benches of the quota engine's three hot paths (issue 2, "Performance").
 //!
-//! | bench                              | what one iteration is                                   | target      |
-//! |------------------------------------|---------------------------------------------------------|-------------|
-//! | `decide`                           | the pure decision fn `quota::decide`                    | ≤ 100 ns    |
-//! | `actor_check/one_at_a_time`        | `QuotaEngine::check` on a random org of 10,000 live org | median      |
-//! |                                    | actors: registry lookup + mailbox round trip to the     | ≤ 5 µs      |
-//! |                                    | actor's arbiter thread and back                         |             |
-//! | `actor_check/same_thread_actor`    | the same `Check` to an `OrgActor` started on the bench  | (baseline)  |
-//! |                                    | thread: the engine's own cost, without a thread hop     |             |
-//! | `actor_check/noop_actor_other_...` | a no-op actor on another arbiter: the machine's floor   | (baseline)  |
-//! |                                    | for any cross-thread round trip (two thread wake-ups)   |             |
-//! | `actor_check/in_flight_64`         | the same with 64 checks in flight (cost per check)      | —           |
-//! | `commit/one_at_a_time`             | one `CommitHandle::commit(put_counter)`: batch + fsync  | —           |
-//! | `commit/in_flight_256`             | per-record cost with 256 submitters in flight           | ≥ 20k/s     |
-//! | `record_via_actor/in_flight_256`   | `QuotaEngine::record` (idempotency look-up, counter,    | ≥ 20k/s     |
-//! |                                    | 3 ledger writes, group commit, ack) per record          |             |
+//! | bench                                   | what one iteration is                              | target   |
+//! |-----------------------------------------|----------------------------------------------------|----------|
+//! | `decide`                                | the pure decision fn `quota::decide`               | ≤ 100 ns |
+//! | `actor_check/one_at_a_time`             | `QuotaEngine::check` on a random org of 10,000     | median   |
+//! |                                         | live org actors: registry lookup + a read of the   | ≤ 5 µs   |
+//! |                                         | state the org's actor publishes (the real path)    |          |
+//! | `actor_check/actor_round_trip_other_..` | a `Ping` message to a random org's actor on its    | (for     |
+//! |                                         | arbiter thread and back (two thread wake-ups)      | contrast)|
+//! | `actor_check/actor_round_trip_same_..`  | the same to an `OrgActor` on the bench thread      | (baseline)|
+//! | `actor_check/noop_actor_other_thread`   | a no-op actor on another arbiter: the machine's    | (baseline)|
+//! |                                         | floor for any cross-thread round trip              |          |
+//! | `actor_check/in_flight_64`              | `check` with 64 in flight (cost per check)         | —        |
+//! | `commit/one_at_a_time`                  | one `CommitHandle::commit(put_counter)`: batch +   | —        |
+//! |                                         | fsync                                              |          |
+//! | `commit/in_flight_256`                  | per-write cost with 256 submitters in flight       | —        |
+//! | `record_via_actor/in_flight_256`        | `QuotaEngine::record` (idempotency look-up,        | ≥ 20k/s  |
+//! |                                         | counter, 3 ledger writes, group commit, ack)       |          |
 //!
 //! Run: `cargo bench --bench engine` (one group: `cargo bench --bench engine -- actor_check`).
 //! Criterion prints the mean; the median of each bench is in
 //! `target/criterion/<group>/<bench>/new/estimates.json` (`median.point_estimate`, ns).
-//! `actor_check` additionally prints the per-call latency percentiles it measured call by
-//! call, because criterion's own statistics are over batches of calls.
+//! `actor_check` additionally prints the per-call latency percentiles of `check`, measured
+//! call by call, because criterion's own statistics are over batches of calls.
 //!
 //! Everything runs in-process: an actix `System` on the bench thread (the caller, like an
 //! actix-web worker), the engine's arbiters on their own threads (one per core, as in the
