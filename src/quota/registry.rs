@@ -142,7 +142,7 @@ impl Registry {
         Err(EngineError::Unavailable("org actor kept retiring".into()))
     }
 
-    /// Sends to the org's actor only if it is running.
+    /// Every running org actor (for sweeps that must reach live state too).
     pub fn live_handles(&self) -> Vec<(OrgId, OrgHandle)> {
         self.shared
             .map
