@@ -16,6 +16,14 @@ pub struct PeriodKey(u32);
 
 impl PeriodKey {
     /// Parses exactly `YYYY-MM` (four-digit year, two-digit month 01..=12).
+    ///
+    /// ```
+    /// use edgequota::domain::PeriodKey;
+    /// let dec = PeriodKey::parse("2026-12").unwrap();
+    /// assert_eq!(dec.next().to_string(), "2027-01");
+    /// assert_eq!(dec.end().to_rfc3339(), "2027-01-01T00:00:00+00:00");
+    /// assert!(PeriodKey::parse("2026-13").is_err());
+    /// ```
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
         let bad = || ParseError::new("must be a month written YYYY-MM");
         let b = raw.as_bytes();

@@ -9,6 +9,15 @@ pub struct Decision {
 }
 
 /// Allows when the call fits in what is left of the period's included amount.
+///
+/// ```
+/// use edgequota::quota::decide;
+/// // 999 of 1,000 used: one more call fits, two do not.
+/// assert!(decide(999, 1_000, 1).allow);
+/// assert!(!decide(999, 1_000, 2).allow);
+/// // Usage may exceed the plan (recording never denies); remaining stays at 0.
+/// assert_eq!(decide(1_500, 1_000, 1).remaining, 0);
+/// ```
 #[inline]
 pub fn decide(used: u64, included: u64, cost: u64) -> Decision {
     let remaining = included.saturating_sub(used);
