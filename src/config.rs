@@ -353,15 +353,15 @@ mod tests {
             "[server]\nbind = \"127.0.0.1:9999\"\nworkers = 3\n[store]\npath = \"/srv/eq\"\n",
         )
         .unwrap();
-        let s = Settings::load_with_env(
-            Some(&path),
-            env(&[("EDGEQUOTA__SERVER__WORKERS", "5")]),
-        )
-        .unwrap();
+        let s = Settings::load_with_env(Some(&path), env(&[("EDGEQUOTA__SERVER__WORKERS", "5")]))
+            .unwrap();
         assert_eq!(s.server.bind, "127.0.0.1:9999");
         assert_eq!(s.server.workers, 5);
         assert_eq!(s.store.path, PathBuf::from("/srv/eq"));
-        assert_eq!(s.store.commit_max_batch, 4096, "untouched settings keep their defaults");
+        assert_eq!(
+            s.store.commit_max_batch, 4096,
+            "untouched settings keep their defaults"
+        );
         let missing = Settings::load_with_env(Some(&dir.path().join("nope.toml")), env(&[]));
         assert!(matches!(missing, Err(ConfigError::Read { .. })));
         std::fs::write(&path, "[server]\nbind = 5\n").unwrap();
