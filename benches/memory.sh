@@ -27,44 +27,11 @@ LIMIT_MB=300
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-BIN="$TARGET_DIR/release/edgequota"
-if [[ -z "${SKIP_BUILD:-}" || ! -x "$BIN" ]]; then
-    echo "==> cargo build --release"
-    cargo build --release --quiet
-fi
-
-WORK=$(mktemp -d -t edgequota-mem.XXXXXX)
-SERVER_PID=""
-cleanup() {
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-BASE="http://127.0.0.1:$PORT"
-SERVICE_TOKEN="mem-service-$RANDOM$RANDOM"
-
-echo "==> starting $BIN on 127.0.0.1:$PORT (actor idle TTL ${IDLE_TTL}s)"
-EDGEQUOTA__SERVER__BIND="127.0.0.1:$PORT" \
-EDGEQUOTA__STORE__PATH="$WORK/data" \
-EDGEQUOTA__AUTH__ADMIN_TOKENS="mem-admin-$RANDOM$RANDOM" \
-EDGEQUOTA__AUTH__SERVICE_TOKENS="$SERVICE_TOKEN" \
-EDGEQUOTA__ENGINE__ACTOR_IDLE_TTL_SECS="$IDLE_TTL" \
-EDGEQUOTA__TELEMETRY__LEVEL=warn \
-    "$BIN" >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 1 100); do
-    curl -fsS "$BASE/api/diag/ping" >/dev/null 2>&1 && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { echo "server exited:"; cat "$WORK/server.log"; exit 1; }
-    sleep 0.1
-done
+# shellcheck source=benches/server.sh
+source "$ROOT/benches/server.sh"
+build_binary
+start_server EDGEQUOTA__ENGINE__ACTOR_IDLE_TTL_SECS="$IDLE_TTL"
+echo "    actor idle TTL ${IDLE_TTL}s"
 
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$SERVER_PID/status"; }
 actors() { curl -fsS "$BASE/metrics" | awk '$1 == "edgequota_org_actors" {print $2}'; }
