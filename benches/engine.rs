@@ -123,6 +123,7 @@ impl Fixture {
                 arbiters: cores,
                 idle_ttl: Duration::from_secs(3600),
                 recent_capacity: 64,
+                idempotency_filter_bits_log2: 27,
             },
         ));
         let ids: Vec<OrgId> = stream::iter(0..orgs)

@@ -102,6 +102,7 @@ pub struct EngineSettings {
     pub recent_idempotency_entries: usize,
     pub idempotency_retention_days: u32,
     pub purge_interval_secs: u64,
+    pub idempotency_filter_bits_log2: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -196,6 +197,9 @@ impl Settings {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         if self.engine.idempotency_retention_days < 35 {
             return bad("engine.idempotency_retention_days must be at least 35");
+        }
+        if !(10..=34).contains(&self.engine.idempotency_filter_bits_log2) {
+            return bad("engine.idempotency_filter_bits_log2 must be from 10 to 34");
         }
         if self.store.commit_max_batch == 0 {
             return bad("store.commit_max_batch must be at least 1");

@@ -117,6 +117,7 @@ impl Application {
                 arbiters: pick(settings.engine.arbiters),
                 idle_ttl: Duration::from_secs(settings.engine.actor_idle_ttl_secs.max(1)),
                 recent_capacity: settings.engine.recent_idempotency_entries,
+                idempotency_filter_bits_log2: settings.engine.idempotency_filter_bits_log2,
             },
         ));
         let authenticator = Arc::new(

@@ -197,7 +197,8 @@ mod tests {
             auth.authenticate(&plain),
             Some(Credential::Org(org.clone()))
         );
-        let tampered = format!("{}0", &plain[..plain.len() - 1]);
+        let last = if plain.ends_with('0') { '1' } else { '0' };
+        let tampered = format!("{}{last}", &plain[..plain.len() - 1]);
         assert_eq!(auth.authenticate(&tampered), None);
         // survives a reload from the store
         let again = Authenticator::load(&[], &[], s.clone()).unwrap();

@@ -6,8 +6,9 @@
 //! handler call; the caller then awaits durability on its own thread. Duplicates of a
 //! record still in flight share its durability future and receive the identical body.
 //!
-//! The idempotency look-up reads sled on this arbiter: a read of a cached page, and since
-//! checks never queue behind it (they read the view) a slow read delays only records.
+//! The idempotency look-up reads sled on this arbiter, and only when the in-memory filter
+//! says the id may have been stored: a read of a cached page, and since checks never
+//! queue behind it (they read the view) a slow read delays only records.
 
 use super::messages::*;
 use super::registry::Shared;
@@ -222,8 +223,12 @@ impl OrgActor {
         if let Some(known) = self.recent.get(&msg.request) {
             return Self::reply(known, &msg.fingerprint, true);
         }
-        let tree = &self.shared.store.ledger;
-        if let Some(stored) = ledger::get_idem(tree, &self.org, &msg.request)? {
+        let key = ledger::idem_key(&self.org, &msg.request);
+        let stored = match self.shared.idem_filter.may_contain(&key) {
+            true => ledger::get_idem(&self.shared.store.ledger, &self.org, &msg.request)?,
+            false => None,
+        };
+        if let Some(stored) = stored {
             let known = Known {
                 fingerprint: stored.fingerprint,
                 body: stored.body.into(),
@@ -247,13 +252,13 @@ impl OrgActor {
             body: serde_json::to_vec(&body).map_err(|e| EngineError::Unavailable(e.to_string()))?,
             created_ms: msg.now_ms,
         };
-        let mut ops = vec![ledger::put_counter(
-            &self.org,
-            msg.period,
-            &msg.metric,
-            used,
-        )];
-        ops.extend(ledger::put_idem(&self.org, &msg.request, &entry));
+        // Into the filter before the write is submitted: a duplicate that arrives after
+        // this actor retires must find it through the store.
+        self.shared.idem_filter.insert(&key);
+        let mut ops = vec![
+            ledger::put_counter(&self.org, msg.period, &msg.metric, used),
+            ledger::put_idem(&self.org, &msg.request, &entry),
+        ];
         if self.state_dirty {
             ops.extend(self.state_op());
         }

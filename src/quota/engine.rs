@@ -8,6 +8,7 @@ use super::view::CheckOutcome;
 use crate::clock::SharedClock;
 use crate::domain::{Catalogue, Metric, OrgId, PeriodKey, PlanCode};
 use crate::metrics::Metrics;
+use crate::store::idem_filter::IdemFilter;
 use crate::store::ledger::{self, OrgState};
 use crate::store::orgs::{self, CreateOutcome, CreateReplay, OrgRecord};
 use crate::store::writer::CommitHandle;
@@ -26,6 +27,7 @@ pub struct EngineConfig {
     pub arbiters: usize,
     pub idle_ttl: Duration,
     pub recent_capacity: usize,
+    pub idempotency_filter_bits_log2: u32,
 }
 
 pub struct QuotaEngine {
@@ -53,7 +55,27 @@ impl QuotaEngine {
             map: DashMap::new(),
             idle_ttl: config.idle_ttl,
             recent_capacity: config.recent_capacity,
+            idem_filter: IdemFilter::new(config.idempotency_filter_bits_log2),
         });
+        // The filter answers "maybe" (so records read the store) until this scan is done.
+        let build = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("edgequota-idem-filter".into())
+            .spawn(move || {
+                let started = Instant::now();
+                match build.idem_filter.build_from(&build.store.ledger) {
+                    Ok(Some(keys)) => tracing::info!(
+                        keys,
+                        ms = started.elapsed().as_millis() as u64,
+                        "idempotency filter ready"
+                    ),
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %e, "idempotency filter scan failed; every record reads the store"),
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "idempotency filter not built; every record reads the store");
+        }
         let (registry, arbiters) = Registry::new(shared, config.arbiters);
         let probes = arbiters
             .iter()
@@ -241,12 +263,18 @@ impl QuotaEngine {
         Ok(self.probes.len())
     }
 
+    /// Whether the idempotency filter has been rebuilt from the store since start.
+    pub fn idempotency_filter_ready(&self) -> bool {
+        self.registry.shared.idem_filter.is_ready()
+    }
+
     pub fn live_actors(&self) -> usize {
         self.registry.live_count()
     }
 
     /// Stops the actor arbiters (after the HTTP server has drained).
     pub fn stop(&self) {
+        self.registry.shared.idem_filter.abandon();
         let arbiters = match self.arbiters.lock() {
             Ok(mut a) => std::mem::take(&mut *a),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),

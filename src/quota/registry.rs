@@ -11,6 +11,7 @@ use super::view::{CheckOutcome, OrgView};
 use crate::clock::SharedClock;
 use crate::domain::{Catalogue, OrgId, PeriodKey, PlanCode};
 use crate::metrics::Metrics;
+use crate::store::idem_filter::IdemFilter;
 use crate::store::ledger::{self, OrgState};
 use crate::store::writer::CommitHandle;
 use crate::store::{self, orgs, Store};
@@ -39,6 +40,8 @@ pub struct Shared {
     pub map: DashMap<OrgId, OrgHandle>,
     pub idle_ttl: Duration,
     pub recent_capacity: usize,
+    /// Which idempotency keys may be in the ledger (spares look-ups of fresh ids).
+    pub idem_filter: IdemFilter,
 }
 
 pub struct Registry {

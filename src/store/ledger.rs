@@ -6,7 +6,10 @@
 //! - `s\0{org}`                           → [`OrgState`] (plan in force, current period)
 //! - `c\0{org}\0{period:be32}{metric}`    → used (u64)
 //! - `i\0{org}\0{request_id}`             → [`IdemEntry`] (payload fingerprint + exact body)
-//! - `t{created_ms:be64}{org}\0{request_id}` → empty (time index for the purge)
+//!
+//! There is deliberately no time index for the purge: sled's per-insert CPU cost is what
+//! bounds durable records per second, and an hourly background scan of the entries is
+//! cheaper than one more insert on every record.
 
 use super::codec::{decode, encode};
 use super::{StoreError, StoreResult};
@@ -18,6 +21,7 @@ const TREE: &str = "ledger";
 const STATE_V: u8 = 1;
 const COUNTER_V: u8 = 1;
 const IDEM_V: u8 = 1;
+const IDEM_PREFIX: [u8; 2] = [b'i', 0];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrgState {
@@ -72,16 +76,6 @@ pub fn idem_key(org: &OrgId, request: &RequestId) -> Vec<u8> {
     k
 }
 
-fn time_key(created_ms: i64, org: &OrgId, request: &RequestId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(9 + org.as_str().len() + request.as_str().len() + 1);
-    k.push(b't');
-    k.extend_from_slice(&(created_ms.max(0) as u64).to_be_bytes());
-    k.extend_from_slice(org.as_str().as_bytes());
-    k.push(0);
-    k.extend_from_slice(request.as_str().as_bytes());
-    k
-}
-
 pub fn put_state(org: &OrgId, state: &OrgState) -> LedgerOp {
     LedgerOp::Put(state_key(org), encode(STATE_V, state))
 }
@@ -90,12 +84,8 @@ pub fn put_counter(org: &OrgId, period: PeriodKey, metric: &Metric, used: u64) -
     LedgerOp::Put(counter_key(org, period, metric), encode(COUNTER_V, &used))
 }
 
-/// The idempotency entry and its time-index row.
-pub fn put_idem(org: &OrgId, request: &RequestId, entry: &IdemEntry) -> [LedgerOp; 2] {
-    [
-        LedgerOp::Put(idem_key(org, request), encode(IDEM_V, entry)),
-        LedgerOp::Put(time_key(entry.created_ms, org, request), Vec::new()),
-    ]
+pub fn put_idem(org: &OrgId, request: &RequestId, entry: &IdemEntry) -> LedgerOp {
+    LedgerOp::Put(idem_key(org, request), encode(IDEM_V, entry))
 }
 
 pub fn get_state(tree: &sled::Tree, org: &OrgId) -> StoreResult<Option<OrgState>> {
@@ -151,42 +141,29 @@ pub fn get_idem(
 }
 
 /// Removes idempotency entries created before `cutoff_ms`; returns how many. Each entry
-/// is removed only if it is still the one the index row points at (compare-and-swap), so
-/// a request id recorded anew meanwhile is never lost.
+/// is removed only if it is still the value that was read (compare-and-swap), so a
+/// request id recorded anew meanwhile is never lost.
 pub fn purge_idem_before(tree: &sled::Tree, cutoff_ms: i64) -> StoreResult<u64> {
-    let end = time_key_bound(cutoff_ms);
     let mut purged = 0;
-    for item in tree.range(vec![b't']..end) {
-        let (tkey, _) = item?;
-        let created =
-            u64::from_be_bytes(tkey[1..9].try_into().map_err(|_| StoreError::Corrupt {
-                tree: TREE,
-                problem: "short time index key".into(),
-            })?);
-        let rest = &tkey[9..];
-        let mut ikey = vec![b'i', 0];
-        ikey.extend_from_slice(rest);
-        if let Some(current) = tree.get(&ikey)? {
-            let entry: IdemEntry = decode(TREE, IDEM_V, &current)?;
-            if entry.created_ms.max(0) as u64 == created {
-                // A failed swap means the entry was rewritten concurrently: keep it.
-                if tree
-                    .compare_and_swap(&ikey, Some(current), None::<&[u8]>)?
-                    .is_ok()
-                {
-                    purged += 1;
-                }
-            }
+    for item in tree.scan_prefix(IDEM_PREFIX) {
+        let (key, value) = item?;
+        let entry: IdemEntry = decode(TREE, IDEM_V, &value)?;
+        if entry.created_ms < cutoff_ms
+            && tree
+                .compare_and_swap(&key, Some(value), None::<&[u8]>)?
+                .is_ok()
+        {
+            purged += 1;
         }
-        tree.remove(&tkey)?;
     }
     Ok(purged)
 }
 
-fn time_key_bound(cutoff_ms: i64) -> Vec<u8> {
-    let mut k = vec![b't'];
-    k.extend_from_slice(&(cutoff_ms.max(0) as u64).to_be_bytes());
-    k
+/// The key of every idempotency entry (to rebuild the in-memory filter at start).
+pub fn all_idem_keys(tree: &sled::Tree) -> impl Iterator<Item = StoreResult<sled::IVec>> {
+    tree.scan_prefix(IDEM_PREFIX)
+        .keys()
+        .map(|k| k.map_err(StoreError::from))
 }
 
 /// Every org's stored state (for the rollover supervisor's sweep).
@@ -248,8 +225,8 @@ mod tests {
             body: b"{}".to_vec(),
             created_ms: ms,
         };
-        apply(&t, put_idem(&org, &old, &entry(1_000)));
-        apply(&t, put_idem(&org, &new, &entry(9_000)));
+        apply(&t, [put_idem(&org, &old, &entry(1_000))]);
+        apply(&t, [put_idem(&org, &new, &entry(9_000))]);
         assert_eq!(purge_idem_before(&t, 5_000).unwrap(), 1);
         assert!(get_idem(&t, &org, &old).unwrap().is_none());
         assert!(get_idem(&t, &org, &new).unwrap().is_some());

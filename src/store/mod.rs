@@ -8,6 +8,7 @@
 pub mod api_keys;
 pub mod codec;
 pub mod debug_log;
+pub mod idem_filter;
 pub mod ledger;
 pub mod orgs;
 pub mod writer;

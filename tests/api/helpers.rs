@@ -49,6 +49,10 @@ pub fn settings(dir: &std::path::Path, extra: &[(&str, &str)]) -> Settings {
             "1".into(),
         ),
         ("EDGEQUOTA__TELEMETRY__LEVEL".into(), "warn".into()),
+        (
+            "EDGEQUOTA__ENGINE__IDEMPOTENCY_FILTER_BITS_LOG2".into(),
+            "16".into(),
+        ),
     ];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Settings::load_with_env(None, env).expect("test settings")

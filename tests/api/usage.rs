@@ -229,3 +229,37 @@ async fn idempotency_entries_are_kept_35_days_then_purged() {
         actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[actix_web::test]
+async fn after_a_restart_replays_are_recognised_once_the_filter_is_rebuilt() {
+    let app = spawn_app().await;
+    let org = app.create_org().await;
+    let mut first = Vec::new();
+    for i in 0..300 {
+        first.push(
+            app.record(&org, &format!("f{i}"), 1)
+                .await
+                .text()
+                .await
+                .unwrap(),
+        );
+    }
+    let dir = app.stop().await;
+    let app = spawn_app_in(dir, default_now(), &[]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !app.engine.idempotency_filter_ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "filter never became ready"
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for (i, body) in first.iter().enumerate() {
+        let replay = app.record(&org, &format!("f{i}"), 1).await;
+        assert_eq!(&replay.text().await.unwrap(), body);
+    }
+    assert_eq!(app.entitlements(&org).await["used"], 300);
+    // A fresh id is still counted.
+    assert_eq!(app.record(&org, "new", 1).await.status(), 200);
+    assert_eq!(app.entitlements(&org).await["used"], 301);
+}
