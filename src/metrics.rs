@@ -106,7 +106,7 @@ impl Metrics {
             ),
             decision_duration: histogram(
                 "quota_decision_duration_seconds",
-                "In-process quota decision time: actor receive to answer",
+                "In-process quota decision time: registry lookup to answer",
                 vec![
                     1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2,
                 ],
