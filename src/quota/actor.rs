@@ -13,7 +13,7 @@
 use super::messages::*;
 use super::registry::Shared;
 use super::view::OrgView;
-use crate::domain::{Metric, PeriodKey, Plan, PlanCode, RequestId};
+use crate::domain::{Metric, PeriodKey, Plan, RequestId};
 use crate::store::ledger::{self, IdemEntry, OrgState};
 use crate::store::{self, StoreError};
 use actix::prelude::*;
@@ -352,12 +352,6 @@ impl OrgActor {
         }
         self.publish_all();
         Some(ops)
-    }
-
-    pub fn set_plan(&mut self, code: &PlanCode) {
-        self.plan = self.shared.catalogue.get_or_free(code);
-        self.state.plan = self.plan.code.clone();
-        self.publish_all();
     }
 }
 
