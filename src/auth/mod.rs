@@ -28,16 +28,6 @@ pub enum Credential {
     Org(OrgId),
 }
 
-impl Credential {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Credential::Admin => "admin",
-            Credential::Service => "service",
-            Credential::Org(_) => "org_key",
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 struct KeyEntry {
     org: OrgId,

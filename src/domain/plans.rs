@@ -154,10 +154,6 @@ impl Catalogue {
     pub fn metrics(&self) -> &[Metric] {
         &self.metrics
     }
-
-    pub fn plans(&self) -> impl Iterator<Item = &Arc<Plan>> {
-        self.plans.values()
-    }
 }
 
 /// Whether a Stripe subscription status keeps the subscribed plan in force

@@ -2,7 +2,7 @@
 //! idempotent on `request_id`, answered only once the record is durable.
 
 use super::context::tag_org;
-use super::error::{ApiError, ApiResult};
+use super::error::ApiResult;
 use super::extract::{Auth, Json};
 use super::fields::{self, Fields};
 use super::AppState;
@@ -129,11 +129,5 @@ pub fn known_metric(state: &AppState, raw: &str) -> Result<Metric, ParseError> {
         Ok(metric)
     } else {
         Err(ParseError::new(format!("unknown metric {raw:?}")))
-    }
-}
-
-impl From<ParseError> for ApiError {
-    fn from(e: ParseError) -> Self {
-        ApiError::field("body", e.0)
     }
 }

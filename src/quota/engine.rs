@@ -268,6 +268,11 @@ impl QuotaEngine {
         self.registry.shared.idem_filter.is_ready()
     }
 
+    /// The org's actor address (benches and tests that talk to the actor directly).
+    pub async fn actor(&self, org: &OrgId) -> Result<Addr<OrgActor>, EngineError> {
+        Ok(self.registry.get(org).await?.addr)
+    }
+
     pub fn live_actors(&self) -> usize {
         self.registry.live_count()
     }
@@ -297,12 +302,5 @@ impl Handler<Ping> for Probe {
     type Result = Result<(), EngineError>;
     fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> Self::Result {
         Ok(())
-    }
-}
-
-impl QuotaEngine {
-    /// The org's actor address (benches and tests that talk to the actor directly).
-    pub async fn actor(&self, org: &OrgId) -> Result<Addr<OrgActor>, EngineError> {
-        Ok(self.registry.get(org).await?.addr)
     }
 }

@@ -157,10 +157,6 @@ impl Registry {
     pub fn live_count(&self) -> usize {
         self.shared.map.len()
     }
-
-    pub fn arbiter_count(&self) -> usize {
-        self.arbiters.len()
-    }
 }
 
 /// Reads what an actor needs; `None` when the org does not exist. An org whose stored

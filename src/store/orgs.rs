@@ -68,18 +68,3 @@ pub fn get(orgs: &sled::Tree, org: &OrgId) -> StoreResult<Option<OrgRecord>> {
         .map(|v| decode("orgs", ORG_V, &v))
         .transpose()
 }
-
-/// Every org id (for sweeps such as a forced reset).
-pub fn all_ids(orgs: &sled::Tree) -> impl Iterator<Item = StoreResult<OrgId>> {
-    orgs.iter().keys().map(|k| {
-        let k = k?;
-        let raw = std::str::from_utf8(&k).map_err(|e| StoreError::Corrupt {
-            tree: "orgs",
-            problem: e.to_string(),
-        })?;
-        OrgId::parse(raw).map_err(|e| StoreError::Corrupt {
-            tree: "orgs",
-            problem: e.to_string(),
-        })
-    })
-}

@@ -98,6 +98,11 @@ async fn post(
         .await
 }
 
+/// Sends the request and parses the JSON answer.
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json::<Value>().await.unwrap()
+}
+
 async fn create_org(c: &reqwest::Client, base: &str) -> String {
     let res = post(
         c,
@@ -114,15 +119,12 @@ async fn create_org(c: &reqwest::Client, base: &str) -> String {
 }
 
 async fn used(c: &reqwest::Client, base: &str, org: &str) -> Value {
-    c.get(format!("{base}/api/me/entitlements.read"))
-        .bearer_auth(SERVICE)
-        .header("x-tenant-id", org)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()
+    json_of(
+        c.get(format!("{base}/api/me/entitlements.read"))
+            .bearer_auth(SERVICE)
+            .header("x-tenant-id", org),
+    )
+    .await
 }
 
 #[derive(Clone)]
@@ -346,30 +348,22 @@ async fn with_an_injected_clock_the_binary_rolls_every_org_over_at_the_month_bou
         }
     }
     for (i, org) in orgs.iter().enumerate() {
-        let res = c
-            .get(format!(
-                "{}/api/admin/usage.read?orgId={org}&periodKey=2027-02",
-                server.base
-            ))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap();
+        let url = format!(
+            "{}/api/admin/usage.read?orgId={org}&periodKey=2027-02",
+            server.base
+        );
         assert_eq!(
-            res.json::<Value>().await.unwrap()["metrics"]["api_call"]["used"],
+            json_of(c.get(url).bearer_auth(ADMIN)).await["metrics"]["api_call"]["used"],
             10 + i as u64
         );
     }
-    let reset = |c: reqwest::Client, base: String| async move {
-        c.post(format!("{base}/api/admin/quotas.reset"))
-            .bearer_auth(ADMIN)
-            .json(&json!({"periodKey": "2027-03"}))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
+    let reset = |c: reqwest::Client, base: String| {
+        let body = json!({"periodKey": "2027-03"});
+        json_of(
+            c.post(format!("{base}/api/admin/quotas.reset"))
+                .bearer_auth(ADMIN)
+                .json(&body),
+        )
     };
     assert_eq!(
         reset(c.clone(), server.base.clone()).await,

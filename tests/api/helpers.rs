@@ -183,6 +183,17 @@ impl TestApp {
         body(res).await
     }
 
+    /// `POST /api/admin/quotas.reset` as admin; the response body.
+    pub async fn reset(&self, request: &Value) -> Value {
+        body(self.post("/api/admin/quotas.reset", ADMIN, request).await).await
+    }
+
+    /// The stored `api_call` usage of `org` in `period` (admin usage.read).
+    pub async fn stored_used(&self, org: &str, period: &str) -> Value {
+        let path = format!("/api/admin/usage.read?orgId={org}&periodKey={period}");
+        body(self.get(&path, ADMIN).await).await["metrics"]["api_call"]["used"].clone()
+    }
+
     /// Waits until every org actor has been stopped for idleness.
     pub async fn wait_for_idle_eviction(&self) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -79,13 +79,7 @@ async fn a_record_for_last_month_counts_in_last_month_not_the_current_one() {
         json!({"periodKey": "2026-02", "used": 4, "remaining": 996})
     );
     assert_eq!(app.entitlements(&org).await["used"], 0);
-    let res = app
-        .get(
-            &format!("/api/admin/usage.read?orgId={org}&periodKey=2026-02"),
-            ADMIN,
-        )
-        .await;
-    assert_eq!(body(res).await["metrics"]["api_call"]["used"], 4);
+    assert_eq!(app.stored_used(&org, "2026-02").await, 4);
 }
 
 #[actix_web::test]
