@@ -299,6 +299,7 @@ fn bench_actor_check(c: &mut Criterion) {
             },
             state_dirty: false,
             counters: Default::default(),
+            billing: Default::default(),
         };
         let shared = fixture.engine.shared().clone();
         let view = Arc::new(OrgView::new(&shared.catalogue));

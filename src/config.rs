@@ -150,6 +150,10 @@ pub struct StripeSettings {
     pub api_key: Secret,
     pub base_url: String,
     pub webhook_secrets: Vec<Secret>,
+    pub timeout_ms: u64,
+    pub max_retries: u32,
+    pub retry_backoff_ms: u64,
+    pub portal_return_url: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -209,6 +213,12 @@ impl Settings {
         }
         if self.rollover.check_interval_ms == 0 {
             return bad("rollover.check_interval_ms must be at least 1");
+        }
+        if self.stripe.timeout_ms == 0 {
+            return bad("stripe.timeout_ms must be at least 1");
+        }
+        if self.stripe.max_retries > 10 {
+            return bad("stripe.max_retries must be at most 10");
         }
         if !self.clock.start_at.is_empty()
             && chrono::DateTime::parse_from_rfc3339(&self.clock.start_at).is_err()

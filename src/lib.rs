@@ -6,6 +6,7 @@
 //! `run_until_stopped` serves until SIGTERM/SIGINT or `stop`, then drains in order.
 
 pub mod auth;
+pub mod billing;
 pub mod clock;
 pub mod config;
 pub mod debug_log;
@@ -49,6 +50,8 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("stripe settings: {0}")]
+    Stripe(String),
     #[error("binding {bind}: {source}")]
     Bind {
         bind: String,
@@ -144,9 +147,20 @@ impl Application {
             settings.debug_log.hot_path_sample_every,
             metrics.clone(),
         );
+        let stripe = billing::stripe::StripeApi::from_settings(&settings.stripe, metrics.clone())
+            .map_err(StartError::Stripe)?;
+        if stripe.is_none() {
+            tracing::warn!("stripe.api_key is empty: billing endpoints answer 503 UNAVAILABLE");
+        }
+        let billing = Arc::new(billing::BillingService::new(
+            stripe,
+            engine.clone(),
+            settings.stripe.portal_return_url.clone(),
+        ));
         let settings = Arc::new(settings);
         let state = web::Data::new(AppState {
             engine: engine.clone(),
+            billing,
             auth: authenticator,
             settings: settings.clone(),
             metrics: metrics.clone(),

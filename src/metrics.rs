@@ -31,6 +31,8 @@ pub struct Inner {
     pub current_period: IntGauge,
     pub idempotency_purged: IntCounter,
     pub debug_log_dropped: IntCounter,
+    pub stripe_requests: IntCounterVec,
+    pub stripe_duration: HistogramVec,
     pub build_info: IntGauge,
 }
 
@@ -86,6 +88,18 @@ impl Metrics {
                 &["route"],
             )
             .unwrap_or_else(|e| panic!("metric http duration: {e}")),
+        );
+        let stripe_duration = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    name("stripe_request_duration_seconds"),
+                    "Stripe API call latency by operation, over all attempts",
+                )
+                .buckets(vec![0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                &["operation"],
+            )
+            .unwrap_or_else(|e| panic!("metric stripe duration: {e}")),
         );
         #[cfg(target_os = "linux")]
         {
@@ -164,6 +178,12 @@ impl Metrics {
                 "debug_log_dropped_total",
                 "DebugLog entries dropped because the writer fell behind",
             ),
+            stripe_requests: counter_vec(
+                "stripe_requests_total",
+                "Stripe API calls by operation and outcome (ok, rejected, retried, failed)",
+                &["operation", "outcome"],
+            ),
+            stripe_duration,
             build_info: {
                 let g = IntGauge::with_opts(
                     Opts::new(name("build_info"), "Build information")

@@ -1,11 +1,13 @@
-//! Domain newtypes parsed once at the edge (ids, metrics, periods) and the plan
-//! catalogue. Everything past the HTTP layer takes these types, never raw strings.
+//! Domain newtypes parsed once at the edge (ids, metrics, periods), the plan
+//! catalogue, and the local billing mirror. Everything past the HTTP layer takes these types, never raw strings.
 
+pub mod billing;
 pub mod ids;
 pub mod metric;
 pub mod period;
 pub mod plans;
 
+pub use billing::{BillingRecord, PendingChange, SubscriptionRecord};
 pub use ids::{KeyId, OrgId, RequestId};
 pub use metric::Metric;
 pub use period::PeriodKey;

@@ -147,6 +147,13 @@ impl Catalogue {
     }
 
     /// The metric's position in `metrics()` (the index of its slot in an `OrgView`).
+    /// The plan whose Stripe price carries `lookup_key`.
+    pub fn by_lookup_key(&self, lookup_key: &str) -> Option<&Arc<Plan>> {
+        self.plans
+            .values()
+            .find(|p| p.stripe_lookup_key == lookup_key)
+    }
+
     pub fn metric_index(&self, metric: &Metric) -> Option<usize> {
         self.metrics.binary_search(metric).ok()
     }

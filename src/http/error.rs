@@ -5,6 +5,7 @@
 //! task-local context, so errors raised anywhere under the middleware carry it.
 
 use super::context;
+use crate::billing::BillingError;
 use crate::quota::EngineError;
 use crate::store::StoreError;
 use actix_web::http::{header::HeaderName, header::HeaderValue, StatusCode};
@@ -179,6 +180,27 @@ impl From<EngineError> for ApiError {
             EngineError::Conflict(m) => ApiError::conflict(m),
             EngineError::Unavailable(m) => ApiError::new(Code::Unavailable, m),
             e @ (EngineError::Store(_) | EngineError::Retired) => ApiError::internal(&e),
+        }
+    }
+}
+
+impl From<BillingError> for ApiError {
+    fn from(e: BillingError) -> Self {
+        match e {
+            BillingError::NotConfigured => ApiError::new(Code::Unavailable, e.to_string()),
+            BillingError::Engine(e) => e.into(),
+            BillingError::Conflict(m) => ApiError::conflict(m),
+            BillingError::Invalid { field, problem } => ApiError::field(field, problem),
+            BillingError::Rejected { field, message } => {
+                let mut err = ApiError::new(Code::BadRequest, message.clone());
+                err.details = vec![Detail::new(field, message)];
+                err
+            }
+            BillingError::StripeState(_) => ApiError::conflict(e.to_string()),
+            BillingError::Upstream(_) => {
+                tracing::error!(error = %e, correlation_id = %context::correlation_id(), "Stripe call failed");
+                ApiError::new(Code::Internal, format!("{e}; nothing was changed"))
+            }
         }
     }
 }

@@ -80,3 +80,76 @@ pub fn amount(raw: u64) -> Result<u64, ParseError> {
         ))
     }
 }
+
+/// An email address as Stripe accepts it: one `@`, a dotted domain, no spaces, at most
+/// 254 bytes (RFC 5321's path limit).
+pub fn email(raw: String) -> Result<String, ParseError> {
+    let bad = || ParseError::new("must be an email address like name@example.com");
+    if raw.len() > 254 || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let (local, domain) = raw.split_once('@').ok_or_else(bad)?;
+    let labels_ok = domain.split('.').all(|l| !l.is_empty());
+    if local.is_empty() || domain.contains('@') || !domain.contains('.') || !labels_ok {
+        return Err(bad());
+    }
+    Ok(raw)
+}
+
+/// An id Stripe issued (`pm_...`, `in_...`): ASCII letters, digits and `_`, 1..=255.
+pub fn stripe_id(raw: String) -> Result<String, ParseError> {
+    let ok = (1..=255).contains(&raw.len())
+        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(raw)
+    } else {
+        Err(ParseError::new(
+            "must be a Stripe id (letters, digits and _, at most 255)",
+        ))
+    }
+}
+
+/// A plan code or price lookup key: 1..=64 of `[A-Za-z0-9_.-]` (checked against the
+/// catalogue by the billing service).
+pub fn plan_code(raw: String) -> Result<String, ParseError> {
+    let ok = (1..=64).contains(&raw.len())
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(raw)
+    } else {
+        Err(ParseError::new("must be a plan code such as plan_pro_m"))
+    }
+}
+
+/// A Unix time in seconds as RFC 3339 UTC (the service's time format).
+pub fn rfc3339(unix: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        for ok in ["a@b.co", "first.last+tag@example.org"] {
+            assert!(email(ok.into()).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "a", "a@b", "@b.co", "a@@b.co", "a b@c.co", "a@b..co", "a@.co",
+        ] {
+            assert!(email(bad.into()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn stripe_ids() {
+        assert!(stripe_id("pm_card_visa".into()).is_ok());
+        assert!(stripe_id("".into()).is_err());
+        assert!(stripe_id("pm_x/../y".into()).is_err());
+        assert!(stripe_id("x".repeat(256)).is_err());
+    }
+}

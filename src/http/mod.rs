@@ -2,18 +2,23 @@
 //! fallbacks that keep every error inside the envelope.
 
 pub mod admin;
+pub mod billing;
 pub mod context;
 pub mod denial;
 pub mod diag;
 pub mod error;
 pub mod extract;
 pub mod fields;
+pub mod invoices;
 pub mod me;
 pub mod orgs;
+pub mod payments;
+pub mod plans;
 pub mod quota;
 pub mod usage;
 
 use crate::auth::Authenticator;
+use crate::billing::BillingService;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::quota::QuotaEngine;
@@ -23,6 +28,7 @@ use std::sync::Arc;
 
 pub struct AppState {
     pub engine: Arc<QuotaEngine>,
+    pub billing: Arc<BillingService>,
     pub auth: Arc<Authenticator>,
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
@@ -48,6 +54,42 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource(
             "/api/orgs/api-keys.revoke",
             web::post().to(orgs::revoke_key),
+        ))
+        .service(resource(
+            "/api/stripe/customer.ensure",
+            web::post().to(billing::ensure_customer),
+        ))
+        .service(resource(
+            "/api/stripe/subscription.create",
+            web::post().to(billing::create_subscription),
+        ))
+        .service(resource(
+            "/api/payments/setup-intent.create",
+            web::post().to(payments::setup_intent),
+        ))
+        .service(resource(
+            "/api/payments/default-method.set",
+            web::post().to(payments::default_method),
+        ))
+        .service(resource(
+            "/api/payments/portal.create",
+            web::post().to(payments::portal),
+        ))
+        .service(resource(
+            "/api/plans/preview",
+            web::post().to(plans::preview),
+        ))
+        .service(resource(
+            "/api/plans/upgrade.now",
+            web::post().to(plans::upgrade_now),
+        ))
+        .service(resource(
+            "/api/plans/downgrade.schedule",
+            web::post().to(plans::downgrade_schedule),
+        ))
+        .service(resource(
+            "/api/invoices.list",
+            web::get().to(invoices::list),
         ))
         .service(resource("/api/usage/seed", web::post().to(usage::seed)))
         .service(resource("/api/usage/record", web::post().to(usage::record)))

@@ -13,7 +13,7 @@
 use super::messages::*;
 use super::registry::Shared;
 use super::view::OrgView;
-use crate::domain::{Metric, PeriodKey, Plan, RequestId};
+use crate::domain::{BillingRecord, Metric, PeriodKey, Plan, RequestId};
 use crate::store::ledger::{self, IdemEntry, OrgState};
 use crate::store::{self, StoreError};
 use actix::prelude::*;
@@ -30,6 +30,7 @@ pub struct Snapshot {
     /// The state differs from the stored one (never stored, or rolled on load).
     pub state_dirty: bool,
     pub counters: HashMap<Metric, u64>,
+    pub billing: BillingRecord,
 }
 
 /// A request id this actor has answered (or is answering).
@@ -54,6 +55,7 @@ pub struct OrgActor {
     plan: Arc<Plan>,
     state: OrgState,
     state_dirty: bool,
+    billing: BillingRecord,
     current: HashMap<Metric, u64>,
     view: Arc<OrgView>,
     /// Counters of periods other than the current one, loaded on demand. Memory is
@@ -96,6 +98,7 @@ impl OrgActor {
             plan,
             state: snapshot.state,
             state_dirty: snapshot.state_dirty,
+            billing: snapshot.billing,
             current: snapshot.counters,
             view,
             other: HashMap::new(),
@@ -116,6 +119,38 @@ impl OrgActor {
             &self.plan,
             &self.current,
         );
+    }
+
+    fn now_unix(&self) -> i64 {
+        self.shared.clock.now().timestamp()
+    }
+
+    /// Re-derives the plan in force from the billing mirror; returns the state write if
+    /// it changed (the view is republished at once).
+    fn follow_plan(&mut self) -> Option<ledger::LedgerOp> {
+        let plan = self.billing.plan_in_force(self.now_unix());
+        if plan == self.state.plan {
+            return None;
+        }
+        tracing::info!(org = %self.org, from = %self.state.plan, to = %plan, "plan in force changed");
+        self.state.plan = plan;
+        self.plan = self.shared.catalogue.get_or_free(&self.state.plan);
+        self.publish_all();
+        self.state_dirty = false;
+        Some(ledger::put_state(&self.org, &self.state))
+    }
+
+    fn apply_billing(&mut self, record: BillingRecord, ctx: &mut Context<Self>) -> BillingApplied {
+        self.billing = record;
+        let mut ops = vec![ledger::put_billing(&self.org, &self.billing)];
+        ops.extend(self.follow_plan());
+        if self.state_dirty {
+            ops.extend(self.state_op());
+        }
+        BillingApplied {
+            plan: self.state.plan.clone(),
+            durable: self.submit(ctx, ops),
+        }
     }
 
     /// The counter of `metric` in `period`, reading the store for a period not in memory.
@@ -371,6 +406,12 @@ impl Actor for OrgActor {
         ctx.run_interval(
             tick.max(std::time::Duration::from_millis(10)),
             |act, ctx| {
+                if act.billing.subscription.is_some() && !act.retired {
+                    if let Some(op) = act.follow_plan() {
+                        // A scheduled change came due; a failed write retires the actor.
+                        drop(act.submit(ctx, vec![op]));
+                    }
+                }
                 let read = act.view.take_touched();
                 if act.touched || read || act.has_in_flight_work() {
                     act.touched = false;
@@ -476,6 +517,24 @@ impl Handler<Entitlements> for OrgActor {
             period: self.state.period,
             used,
         })
+    }
+}
+
+impl Handler<ReadBilling> for OrgActor {
+    type Result = Result<BillingRecord, EngineError>;
+
+    fn handle(&mut self, _: ReadBilling, _: &mut Context<Self>) -> Self::Result {
+        refuse_if_retired!(self);
+        Ok(self.billing.clone())
+    }
+}
+
+impl Handler<ApplyBilling> for OrgActor {
+    type Result = Result<BillingApplied, EngineError>;
+
+    fn handle(&mut self, msg: ApplyBilling, ctx: &mut Context<Self>) -> Self::Result {
+        refuse_if_retired!(self);
+        Ok(self.apply_billing(msg.record, ctx))
     }
 }
 

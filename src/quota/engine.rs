@@ -6,7 +6,7 @@ use super::messages::*;
 use super::registry::{Registry, Shared};
 use super::view::CheckOutcome;
 use crate::clock::SharedClock;
-use crate::domain::{Catalogue, Metric, OrgId, PeriodKey, PlanCode};
+use crate::domain::{BillingRecord, Catalogue, Metric, OrgId, PeriodKey, PlanCode};
 use crate::metrics::Metrics;
 use crate::store::idem_filter::IdemFilter;
 use crate::store::ledger::{self, OrgState};
@@ -165,6 +165,23 @@ impl QuotaEngine {
 
     pub async fn entitlements(&self, org: &OrgId) -> Result<EntitlementsView, EngineError> {
         self.registry.send(org, Entitlements).await
+    }
+
+    /// The org's billing mirror (`OrgNotFound` for an unknown org).
+    pub async fn billing(&self, org: &OrgId) -> Result<BillingRecord, EngineError> {
+        self.registry.send(org, ReadBilling).await
+    }
+
+    /// Stores the org's billing mirror and moves its quota to the plan it implies, both
+    /// durable before returning; returns that plan.
+    pub async fn apply_billing(
+        &self,
+        org: &OrgId,
+        record: BillingRecord,
+    ) -> Result<PlanCode, EngineError> {
+        let applied = self.registry.send(org, ApplyBilling { record }).await?;
+        applied.durable.await?;
+        Ok(applied.plan)
     }
 
     /// Creates an org (atomically with its idempotency key, if any) and its initial

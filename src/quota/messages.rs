@@ -1,6 +1,6 @@
 //! Messages an org actor answers, their replies, and the engine's error type.
 
-use crate::domain::{Metric, PeriodKey, Plan, RequestId};
+use crate::domain::{BillingRecord, Metric, PeriodKey, Plan, PlanCode, RequestId};
 use crate::store::StoreError;
 use actix::Message;
 use futures_util::future::{BoxFuture, Shared};
@@ -116,4 +116,30 @@ pub struct Ping;
 
 impl Message for Ping {
     type Result = Result<(), EngineError>;
+}
+
+/// The org's billing mirror as the actor holds it (including writes still in flight).
+#[derive(Debug, Clone)]
+pub struct ReadBilling;
+
+impl Message for ReadBilling {
+    type Result = Result<BillingRecord, EngineError>;
+}
+
+/// Replace the org's billing mirror; the plan in force follows at once (memory and the
+/// published view), and both are written in one batch.
+#[derive(Debug, Clone)]
+pub struct ApplyBilling {
+    pub record: BillingRecord,
+}
+
+/// The plan in force after an [`ApplyBilling`], to be trusted once `durable` resolves.
+#[derive(Clone)]
+pub struct BillingApplied {
+    pub plan: PlanCode,
+    pub durable: Durable,
+}
+
+impl Message for ApplyBilling {
+    type Result = Result<BillingApplied, EngineError>;
 }

@@ -71,7 +71,7 @@ impl Registry {
         }
         let snapshot = {
             let store = self.shared.store.clone();
-            let now = PeriodKey::containing(self.shared.clock.now());
+            let now = self.shared.clock.now();
             let org = org.clone();
             store::blocking(move || load(&store, org, now))
                 .await
@@ -162,7 +162,15 @@ impl Registry {
 /// Reads what an actor needs; `None` when the org does not exist. An org whose stored
 /// period is older than `now` is rolled forward here (the rollover supervisor may not
 /// have reached it yet, e.g. after downtime across a month boundary).
-fn load(store: &Store, org: OrgId, now: PeriodKey) -> store::StoreResult<Option<Snapshot>> {
+/// The plan in force is re-derived from the billing mirror here too (a scheduled change
+/// may have come due while no actor held the org).
+fn load(
+    store: &Store,
+    org: OrgId,
+    now: chrono::DateTime<chrono::Utc>,
+) -> store::StoreResult<Option<Snapshot>> {
+    let now_unix = now.timestamp();
+    let now = PeriodKey::containing(now);
     if orgs::get(&store.orgs, &org)?.is_none() {
         return Ok(None);
     }
@@ -180,11 +188,18 @@ fn load(store: &Store, org: OrgId, now: PeriodKey) -> store::StoreResult<Option<
         state.period = now;
         dirty = true;
     }
+    let billing = ledger::get_billing(&store.ledger, &org)?.unwrap_or_default();
+    let plan = billing.plan_in_force(now_unix);
+    if plan != state.plan {
+        state.plan = plan;
+        dirty = true;
+    }
     let counters = ledger::counters_for(&store.ledger, &org, state.period)?;
     Ok(Some(Snapshot {
         org,
         state,
         state_dirty: dirty,
         counters,
+        billing,
     }))
 }

@@ -6,6 +6,8 @@
 //! - `s\0{org}`                           → [`OrgState`] (plan in force, current period)
 //! - `c\0{org}\0{period:be32}{metric}`    → used (u64)
 //! - `i\0{org}\0{request_id}`             → [`IdemEntry`] (payload fingerprint + exact body)
+//! - `b\0{org}`                           → [`BillingRecord`] (Stripe customer, subscription,
+//!   pending change), written in the same batch as the plan in force it implies
 //!
 //! There is deliberately no time index for the purge: sled's per-insert CPU cost is what
 //! bounds durable records per second, and an hourly background scan of the entries is
@@ -13,7 +15,7 @@
 
 use super::codec::{decode, encode};
 use super::{StoreError, StoreResult};
-use crate::domain::{Metric, OrgId, PeriodKey, PlanCode, RequestId};
+use crate::domain::{BillingRecord, Metric, OrgId, PeriodKey, PlanCode, RequestId};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -21,6 +23,7 @@ const TREE: &str = "ledger";
 const STATE_V: u8 = 1;
 const COUNTER_V: u8 = 1;
 const IDEM_V: u8 = 1;
+const BILLING_V: u8 = 1;
 const IDEM_PREFIX: [u8; 2] = [b'i', 0];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +81,20 @@ pub fn idem_key(org: &OrgId, request: &RequestId) -> Vec<u8> {
 
 pub fn put_state(org: &OrgId, state: &OrgState) -> LedgerOp {
     LedgerOp::Put(state_key(org), encode(STATE_V, state))
+}
+
+fn billing_key(org: &OrgId) -> Vec<u8> {
+    with_org(b'b', org)
+}
+
+pub fn put_billing(org: &OrgId, record: &BillingRecord) -> LedgerOp {
+    LedgerOp::Put(billing_key(org), encode(BILLING_V, record))
+}
+
+pub fn get_billing(tree: &sled::Tree, org: &OrgId) -> StoreResult<Option<BillingRecord>> {
+    tree.get(billing_key(org))?
+        .map(|v| decode(TREE, BILLING_V, &v))
+        .transpose()
 }
 
 pub fn put_counter(org: &OrgId, period: PeriodKey, metric: &Metric, used: u64) -> LedgerOp {

@@ -1,0 +1,607 @@
+//! The subscription lifecycle (stories 1.2, 1.3, 2.1, 2.2, 5.1–5.3, 6.1, 6.2): each
+//! operation reads the org's billing mirror, calls Stripe, and stores the new mirror
+//! through the org's actor — which moves the quota to the plan it implies in the same
+//! durable write. Stripe is called first and the mirror written only after Stripe
+//! succeeded, so a failure leaves local state as it was.
+//!
+//! Operations that change an org's billing hold that org's async lock: concurrent calls
+//! for one org (20 customer.ensure at once, say) run one after another, and each later one
+//! finds what the first stored. The lock is per org, so orgs never wait on each other.
+
+use super::stripe::{StripeApi, StripeFailure, SubscriptionSnapshot};
+use crate::domain::{BillingRecord, OrgId, PendingChange, Plan, PlanCode, SubscriptionRecord};
+use crate::quota::{EngineError, QuotaEngine};
+use crate::store::{self, orgs};
+use dashmap::DashMap;
+use std::sync::Arc;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BillingError {
+    #[error("Stripe is not configured: set stripe.api_key (EDGEQUOTA__STRIPE__API_KEY)")]
+    NotConfigured,
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{0}")]
+    Conflict(String),
+    /// A request field the service refuses before calling Stripe.
+    #[error("{field} {problem}")]
+    Invalid {
+        field: &'static str,
+        problem: String,
+    },
+    /// Stripe refused a value the caller supplied (e.g. the payment method): 400 with
+    /// Stripe's message.
+    #[error("{message}")]
+    Rejected {
+        field: &'static str,
+        message: String,
+    },
+    /// Stripe refused the change given the subscription's state in Stripe.
+    #[error("Stripe refused: {0}")]
+    StripeState(String),
+    #[error("Stripe is unavailable: {0}")]
+    Upstream(String),
+}
+
+impl BillingError {
+    fn invalid(field: &'static str, problem: impl Into<String>) -> Self {
+        Self::Invalid {
+            field,
+            problem: problem.into(),
+        }
+    }
+
+    fn no_customer() -> Self {
+        Self::Conflict(
+            "the org has no Stripe customer yet; call /api/stripe/customer.ensure first".into(),
+        )
+    }
+
+    fn no_subscription() -> Self {
+        Self::Conflict(
+            "the org has no live subscription; call /api/stripe/subscription.create first".into(),
+        )
+    }
+}
+
+/// Stripe's refusal of a call made with the service's own ids is a state conflict; of a
+/// call carrying a caller's value, the caller's error.
+fn state(e: StripeFailure) -> BillingError {
+    match e {
+        StripeFailure::Rejected { message, .. } => BillingError::StripeState(message),
+        StripeFailure::Unavailable(m) => BillingError::Upstream(m),
+    }
+}
+
+fn caller(field: &'static str) -> impl Fn(StripeFailure) -> BillingError {
+    move |e| match e {
+        StripeFailure::Rejected { message, .. } => BillingError::Rejected { field, message },
+        StripeFailure::Unavailable(m) => BillingError::Upstream(m),
+    }
+}
+
+/// A key for one logical Stripe write that is not naturally once-only: fresh per call,
+/// reused across that call's retries.
+fn request_key(op: &str, org: &OrgId) -> String {
+    format!("edgequota:{op}:{org}:{}", ulid::Ulid::new())
+}
+
+pub struct TrialOut {
+    pub subscription_id: String,
+    pub status: String,
+    pub trial_end_unix: Option<i64>,
+}
+
+pub struct PreviewOut {
+    pub amount: i64,
+    pub currency: String,
+    pub proration: i64,
+    pub proration_date_unix: i64,
+    pub items: Vec<super::stripe::PreviewLine>,
+}
+
+pub struct InvoicePage {
+    pub invoices: Vec<super::stripe::InvoiceSummary>,
+    pub next_cursor: Option<String>,
+}
+
+pub struct BillingService {
+    stripe: Option<StripeApi>,
+    engine: Arc<QuotaEngine>,
+    locks: DashMap<OrgId, Arc<Mutex<()>>>,
+    portal_return_url: String,
+}
+
+/// Holds one org's billing lock; forgets the org's mutex when nobody else waits on it.
+struct OrgLock<'a> {
+    guard: Option<OwnedMutexGuard<()>>,
+    org: OrgId,
+    locks: &'a DashMap<OrgId, Arc<Mutex<()>>>,
+}
+
+impl Drop for OrgLock<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        self.locks
+            .remove_if(&self.org, |_, m| Arc::strong_count(m) == 1);
+    }
+}
+
+impl BillingService {
+    pub fn new(
+        stripe: Option<StripeApi>,
+        engine: Arc<QuotaEngine>,
+        portal_return_url: String,
+    ) -> Self {
+        Self {
+            stripe,
+            engine,
+            locks: DashMap::new(),
+            portal_return_url,
+        }
+    }
+
+    pub fn is_configured(&self) -> bool {
+        self.stripe.is_some()
+    }
+
+    fn stripe(&self) -> Result<&StripeApi, BillingError> {
+        self.stripe.as_ref().ok_or(BillingError::NotConfigured)
+    }
+
+    async fn lock(&self, org: &OrgId) -> OrgLock<'_> {
+        let mutex = self.locks.entry(org.clone()).or_default().clone();
+        OrgLock {
+            guard: Some(mutex.lock_owned().await),
+            org: org.clone(),
+            locks: &self.locks,
+        }
+    }
+
+    fn now_unix(&self) -> i64 {
+        self.engine.clock().now().timestamp()
+    }
+
+    /// A plan that has a Stripe price (every plan but the free one).
+    fn paid_plan(&self, field: &'static str, code: &str) -> Result<Arc<Plan>, BillingError> {
+        let catalogue = self.engine.catalogue();
+        let plan = catalogue
+            .get(&PlanCode::new(code))
+            .or_else(|| catalogue.by_lookup_key(code))
+            .ok_or_else(|| {
+                BillingError::invalid(field, format!("is not a known plan ({code:?})"))
+            })?;
+        if plan.code == PlanCode::free() {
+            return Err(BillingError::invalid(
+                field,
+                "is the free plan, which has no Stripe price",
+            ));
+        }
+        Ok(plan.clone())
+    }
+
+    async fn price_id(&self, field: &'static str, plan: &Plan) -> Result<String, BillingError> {
+        self.stripe()?
+            .price_by_lookup_key(&plan.stripe_lookup_key)
+            .await
+            .map_err(state)?
+            .map(|p| p.id)
+            .ok_or_else(|| {
+                BillingError::invalid(
+                    field,
+                    format!(
+                        "has no active Stripe price with lookup key {:?}",
+                        plan.stripe_lookup_key
+                    ),
+                )
+            })
+    }
+
+    /// The local record of a Stripe subscription; the plan comes from the price's lookup
+    /// key (`fallback` when Stripe's price has none the catalogue knows).
+    fn mirror(
+        &self,
+        snap: SubscriptionSnapshot,
+        fallback: &PlanCode,
+        pending: Option<PendingChange>,
+    ) -> SubscriptionRecord {
+        let plan = snap
+            .lookup_key
+            .as_deref()
+            .and_then(|k| self.engine.catalogue().by_lookup_key(k))
+            .map_or_else(|| fallback.clone(), |p| p.code.clone());
+        SubscriptionRecord {
+            id: snap.id,
+            item_id: snap.item_id,
+            price_id: snap.price_id,
+            plan,
+            status: snap.status,
+            trial_end_unix: snap.trial_end,
+            period_start_unix: snap.period_start,
+            period_end_unix: snap.period_end,
+            cancel_at_period_end: snap.cancel_at_period_end,
+            pending,
+        }
+    }
+
+    fn live(rec: &BillingRecord) -> Result<(&str, &SubscriptionRecord), BillingError> {
+        let customer = rec
+            .customer_id
+            .as_deref()
+            .ok_or_else(BillingError::no_customer)?;
+        let sub = rec
+            .subscription
+            .as_ref()
+            .filter(|s| s.is_live())
+            .ok_or_else(BillingError::no_subscription)?;
+        Ok((customer, sub))
+    }
+
+    /// Story 1.2: the org's Stripe customer, created once.
+    pub async fn ensure_customer(&self, org: &OrgId, email: &str) -> Result<String, BillingError> {
+        let stripe = self.stripe()?;
+        let _lock = self.lock(org).await;
+        let mut rec = self.engine.billing(org).await?;
+        if let Some(id) = rec.customer_id {
+            return Ok(id);
+        }
+        let name = {
+            let store = self.engine.store().clone();
+            let org = org.clone();
+            store::blocking(move || orgs::get(&store.orgs, &org))
+                .await
+                .map_err(EngineError::from)?
+                .map(|o| o.name)
+                .ok_or(EngineError::OrgNotFound)?
+        };
+        // Derived from the org alone: a retry after a lost answer (ours or Stripe's)
+        // finds the customer the first attempt created.
+        let key = format!("edgequota:customer:{org}");
+        let id = stripe
+            .create_customer(org.as_str(), email, &name, &key)
+            .await
+            .map_err(caller("email"))?;
+        rec.customer_id = Some(id.clone());
+        self.engine.apply_billing(org, rec).await?;
+        Ok(id)
+    }
+
+    /// Story 1.3: a subscription to `plan_code` with the plan's trial; the quota follows.
+    pub async fn create_trial(
+        &self,
+        org: &OrgId,
+        plan_code: &str,
+    ) -> Result<TrialOut, BillingError> {
+        self.stripe()?;
+        let plan = self.paid_plan("priceLookup", plan_code)?;
+        let _lock = self.lock(org).await;
+        let mut rec = self.engine.billing(org).await?;
+        let customer = rec
+            .customer_id
+            .clone()
+            .ok_or_else(BillingError::no_customer)?;
+        if let Some(sub) = rec.subscription.as_ref().filter(|s| s.is_live()) {
+            return Ok(TrialOut {
+                subscription_id: sub.id.clone(),
+                status: sub.status.clone(),
+                trial_end_unix: sub.trial_end_unix,
+            });
+        }
+        let price = self.price_id("priceLookup", &plan).await?;
+        let previous = rec.subscription.as_ref().map_or("none", |s| s.id.as_str());
+        // Once per org, plan and predecessor: a retry returns the subscription the first
+        // attempt created instead of a second one.
+        let key = format!(
+            "edgequota:subscription:{org}:{}:after:{previous}",
+            plan.code
+        );
+        let snap = self
+            .stripe()?
+            .create_subscription(
+                &customer,
+                &price,
+                plan.trial_days,
+                &[("org_id", org.as_str()), ("plan_code", plan.code.as_str())],
+                &key,
+            )
+            .await
+            .map_err(state)?;
+        let sub = self.mirror(snap, &plan.code, None);
+        let out = TrialOut {
+            subscription_id: sub.id.clone(),
+            status: sub.status.clone(),
+            trial_end_unix: sub.trial_end_unix,
+        };
+        rec.subscription = Some(sub);
+        self.engine.apply_billing(org, rec).await?;
+        Ok(out)
+    }
+
+    /// Story 2.1: a SetupIntent for collecting a card for later (off-session) charges.
+    pub async fn setup_intent(&self, org: &OrgId) -> Result<String, BillingError> {
+        let stripe = self.stripe()?;
+        let rec = self.engine.billing(org).await?;
+        let customer = rec.customer_id.ok_or_else(BillingError::no_customer)?;
+        stripe
+            .create_setup_intent(&customer, &request_key("setup_intent", org))
+            .await
+            .map_err(state)
+    }
+
+    /// Story 2.2: attach `payment_method` and make it the default for invoices and for the
+    /// live subscription.
+    pub async fn set_default_method(
+        &self,
+        org: &OrgId,
+        payment_method: &str,
+    ) -> Result<(), BillingError> {
+        let stripe = self.stripe()?;
+        let _lock = self.lock(org).await;
+        let mut rec = self.engine.billing(org).await?;
+        let customer = rec
+            .customer_id
+            .clone()
+            .ok_or_else(BillingError::no_customer)?;
+        stripe
+            .attach_payment_method(payment_method, &customer, &request_key("attach", org))
+            .await
+            .map_err(caller("paymentMethodId"))?;
+        stripe
+            .set_customer_default_method(
+                &customer,
+                payment_method,
+                &request_key("default_method", org),
+            )
+            .await
+            .map_err(caller("paymentMethodId"))?;
+        if let Some(sub) = rec.subscription.clone().filter(|s| s.is_live()) {
+            let snap = stripe
+                .set_subscription_default_method(
+                    &sub.id,
+                    payment_method,
+                    &request_key("sub_default_method", org),
+                )
+                .await
+                .map_err(caller("paymentMethodId"))?;
+            rec.subscription = Some(self.mirror(snap, &sub.plan, sub.pending.clone()));
+        }
+        rec.default_payment_method = Some(payment_method.to_owned());
+        self.engine.apply_billing(org, rec).await?;
+        Ok(())
+    }
+
+    /// Story 5.1: what moving to `new_plan` would invoice. An upgrade is previewed with
+    /// immediate proration (as upgrade.now does it); a downgrade without (it happens at
+    /// period end).
+    pub async fn preview(&self, org: &OrgId, new_plan: &str) -> Result<PreviewOut, BillingError> {
+        let stripe = self.stripe()?;
+        let plan = self.paid_plan("newPlanCode", new_plan)?;
+        let rec = self.engine.billing(org).await?;
+        let (customer, sub) = Self::live(&rec)?;
+        if plan.code == sub.plan {
+            return Err(BillingError::Conflict(format!(
+                "the org is already on {}",
+                plan.code
+            )));
+        }
+        let current_rank = self.engine.catalogue().get_or_free(&sub.plan).rank;
+        let price = self.price_id("newPlanCode", &plan).await?;
+        let proration_date = self.now_unix();
+        let preview = stripe
+            .preview_price_change(
+                customer,
+                &sub.id,
+                &sub.item_id,
+                &price,
+                plan.rank > current_rank,
+                proration_date,
+            )
+            .await
+            .map_err(state)?;
+        Ok(PreviewOut {
+            amount: preview.amount_due,
+            currency: preview.currency,
+            proration: preview
+                .lines
+                .iter()
+                .filter(|l| l.proration)
+                .map(|l| l.amount)
+                .sum(),
+            proration_date_unix: proration_date,
+            items: preview.lines,
+        })
+    }
+
+    /// Story 5.2: swap to a higher plan now, invoicing the proration; the quota rises in
+    /// the same write that stores the new subscription state.
+    pub async fn upgrade_now(
+        &self,
+        org: &OrgId,
+        new_plan: &str,
+        proration_date: Option<i64>,
+    ) -> Result<PlanCode, BillingError> {
+        let stripe = self.stripe()?;
+        let plan = self.paid_plan("newPlanCode", new_plan)?;
+        let _lock = self.lock(org).await;
+        let mut rec = self.engine.billing(org).await?;
+        let (_, sub) = Self::live(&rec)?;
+        let sub = sub.clone();
+        let current = self.engine.catalogue().get_or_free(&sub.plan);
+        if plan.rank <= current.rank {
+            return Err(BillingError::Conflict(format!(
+                "{} is not higher than the current plan {}; use /api/plans/downgrade.schedule",
+                plan.code, current.code
+            )));
+        }
+        if let Some(date) = proration_date {
+            let now = self.now_unix();
+            if date < sub.period_start_unix || date > now + 300 {
+                return Err(BillingError::invalid(
+                    "prorationDateUnix",
+                    "must lie in the current billing period and not in the future",
+                ));
+            }
+        }
+        let price = self.price_id("newPlanCode", &plan).await?;
+        // An upgrade supersedes a scheduled downgrade.
+        if let Some(pending) = &sub.pending {
+            match &pending.schedule_id {
+                Some(schedule) => stripe
+                    .release_schedule(schedule, &request_key("release_schedule", org))
+                    .await
+                    .map(drop),
+                None => stripe
+                    .set_cancel_at_period_end(
+                        &sub.id,
+                        false,
+                        &request_key("keep_subscription", org),
+                    )
+                    .await
+                    .map(drop),
+            }
+            .map_err(state)?;
+        }
+        let snap = stripe
+            .swap_price_now(
+                &sub.id,
+                &sub.item_id,
+                &price,
+                proration_date,
+                &request_key("upgrade", org),
+            )
+            .await
+            .map_err(state)?;
+        rec.subscription = Some(self.mirror(snap, &plan.code, None));
+        self.engine.apply_billing(org, rec).await?;
+        Ok(plan.code.clone())
+    }
+
+    /// Story 5.3: move to a lower plan when the current period ends (the free plan:
+    /// cancel at period end). The quota keeps the current plan until then.
+    pub async fn schedule_downgrade(
+        &self,
+        org: &OrgId,
+        new_plan: &str,
+    ) -> Result<PendingChange, BillingError> {
+        let stripe = self.stripe()?;
+        let catalogue = self.engine.catalogue().clone();
+        let plan = catalogue
+            .get(&PlanCode::new(new_plan))
+            .or_else(|| catalogue.by_lookup_key(new_plan))
+            .cloned()
+            .ok_or_else(|| {
+                BillingError::invalid("newPlanCode", format!("is not a known plan ({new_plan:?})"))
+            })?;
+        let _lock = self.lock(org).await;
+        let mut rec = self.engine.billing(org).await?;
+        let (_, sub) = Self::live(&rec)?;
+        let sub = sub.clone();
+        let current = catalogue.get_or_free(&sub.plan);
+        if plan.rank >= current.rank {
+            return Err(BillingError::Conflict(format!(
+                "{} is not lower than the current plan {}; use /api/plans/upgrade.now",
+                plan.code, current.code
+            )));
+        }
+        if let Some(p) = sub.pending.as_ref().filter(|p| p.plan == plan.code) {
+            return Ok(p.clone());
+        }
+        let (snap, pending) = if plan.code == PlanCode::free() {
+            if let Some(schedule) = sub.pending.as_ref().and_then(|p| p.schedule_id.as_deref()) {
+                stripe
+                    .release_schedule(schedule, &request_key("release_schedule", org))
+                    .await
+                    .map_err(state)?;
+            }
+            let snap = stripe
+                .set_cancel_at_period_end(&sub.id, true, &request_key("cancel_at_period_end", org))
+                .await
+                .map_err(state)?;
+            let pending = PendingChange {
+                plan: plan.code.clone(),
+                effective_unix: snap.period_end,
+                schedule_id: None,
+            };
+            (snap, pending)
+        } else {
+            let price = self.price_id("newPlanCode", &plan).await?;
+            let mut snap = stripe.retrieve_subscription(&sub.id).await.map_err(state)?;
+            if snap.cancel_at_period_end {
+                snap = stripe
+                    .set_cancel_at_period_end(
+                        &sub.id,
+                        false,
+                        &request_key("keep_subscription", org),
+                    )
+                    .await
+                    .map_err(state)?;
+            }
+            let change = stripe
+                .schedule_price_change(
+                    &snap,
+                    &price,
+                    (
+                        &request_key("schedule_create", org),
+                        &request_key("schedule_update", org),
+                    ),
+                )
+                .await
+                .map_err(state)?;
+            snap.schedule_id = Some(change.schedule_id.clone());
+            let pending = PendingChange {
+                plan: plan.code.clone(),
+                effective_unix: change.effective_at,
+                schedule_id: Some(change.schedule_id),
+            };
+            (snap, pending)
+        };
+        rec.subscription = Some(self.mirror(snap, &sub.plan, Some(pending.clone())));
+        self.engine.apply_billing(org, rec).await?;
+        Ok(pending)
+    }
+
+    /// Story 6.1: one page of the org's invoices, newest first (none before it has a
+    /// Stripe customer).
+    pub async fn invoices(
+        &self,
+        org: &OrgId,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<InvoicePage, BillingError> {
+        let stripe = self.stripe()?;
+        let rec = self.engine.billing(org).await?;
+        let Some(customer) = rec.customer_id else {
+            return Ok(InvoicePage {
+                invoices: Vec::new(),
+                next_cursor: None,
+            });
+        };
+        let (invoices, has_more) = stripe
+            .list_invoices(&customer, limit, cursor)
+            .await
+            .map_err(caller("cursor"))?;
+        let next_cursor = has_more
+            .then(|| invoices.last().map(|i| i.id.clone()))
+            .flatten();
+        Ok(InvoicePage {
+            invoices,
+            next_cursor,
+        })
+    }
+
+    /// Story 6.2: a Stripe customer-portal session URL.
+    pub async fn portal(&self, org: &OrgId) -> Result<String, BillingError> {
+        let stripe = self.stripe()?;
+        let rec = self.engine.billing(org).await?;
+        let customer = rec.customer_id.ok_or_else(BillingError::no_customer)?;
+        stripe
+            .create_portal_session(
+                &customer,
+                &self.portal_return_url,
+                &request_key("portal", org),
+            )
+            .await
+            .map_err(state)
+    }
+}

@@ -1,0 +1,66 @@
+//! Story 6.1: the org's invoices, newest first, paged with an opaque cursor returned in
+//! the `x-next-cursor` header.
+
+use super::admin::limit_param;
+use super::billing::require_stripe;
+use super::context::tag_org;
+use super::error::{ApiError, ApiResult};
+use super::extract::Auth;
+use super::fields::{self, Fields};
+use super::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+pub const NEXT_CURSOR: &str = "x-next-cursor";
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
+    require_stripe(&state)?;
+    let query = web::Query::<ListQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::field("query", e.to_string()))?
+        .into_inner();
+    let org = auth.tenant(&req)?;
+    tag_org(&req, &org);
+    let limit = limit_param(query.limit.as_deref(), 10, 100)?;
+    let mut f = Fields::new();
+    let cursor = match query.cursor.filter(|c| !c.is_empty()) {
+        Some(c) => match f.check("cursor", fields::stripe_id(c)) {
+            Some(c) => Some(c),
+            None => return Err(f.error()),
+        },
+        None => None,
+    };
+    let page = state
+        .billing
+        .invoices(&org, limit as u32, cursor.as_deref())
+        .await?;
+    let body: Vec<_> = page
+        .invoices
+        .iter()
+        .map(|i| {
+            json!({
+                "id": i.id,
+                "total": i.total,
+                "currency": i.currency,
+                "status": i.status,
+                "url": i.url,
+                "created": fields::rfc3339(i.created),
+            })
+        })
+        .collect();
+    let mut res = HttpResponse::Ok();
+    if let Some(next) = page.next_cursor {
+        res.insert_header((NEXT_CURSOR, next));
+    }
+    Ok(res.json(body))
+}

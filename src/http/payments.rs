@@ -1,0 +1,78 @@
+//! Stories 2.1, 2.2 and 6.2: collecting a card (SetupIntent), making it the default
+//! payment method, and the Stripe customer portal.
+
+use super::billing::{org_field, require_stripe};
+use super::context::tag_org;
+use super::error::ApiResult;
+use super::extract::{Auth, Json};
+use super::fields::{self, Fields};
+use super::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgBody {
+    org_id: Option<String>,
+}
+
+pub async fn setup_intent(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    Json(body): Json<OrgBody>,
+) -> ApiResult<HttpResponse> {
+    require_stripe(&state)?;
+    let mut f = Fields::new();
+    let Some(org) = org_field(&mut f, body.org_id.as_deref()) else {
+        return Err(f.error());
+    };
+    auth.require_org(&org)?;
+    tag_org(&req, &org);
+    let secret = state.billing.setup_intent(&org).await?;
+    Ok(HttpResponse::Ok().json(json!({ "clientSecret": secret })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DefaultMethodBody {
+    org_id: Option<String>,
+    payment_method_id: Option<String>,
+}
+
+pub async fn default_method(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    Json(body): Json<DefaultMethodBody>,
+) -> ApiResult<HttpResponse> {
+    require_stripe(&state)?;
+    let mut f = Fields::new();
+    let org = org_field(&mut f, body.org_id.as_deref());
+    let pm = f.required("paymentMethodId", body.payment_method_id, fields::stripe_id);
+    let (Some(org), Some(pm)) = (org, pm) else {
+        return Err(f.error());
+    };
+    auth.require_org(&org)?;
+    tag_org(&req, &org);
+    state.billing.set_default_method(&org, &pm).await?;
+    Ok(HttpResponse::Ok().json(json!({ "ok": true })))
+}
+
+pub async fn portal(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    Json(body): Json<OrgBody>,
+) -> ApiResult<HttpResponse> {
+    require_stripe(&state)?;
+    let mut f = Fields::new();
+    let Some(org) = org_field(&mut f, body.org_id.as_deref()) else {
+        return Err(f.error());
+    };
+    auth.require_org(&org)?;
+    tag_org(&req, &org);
+    let url = state.billing.portal(&org).await?;
+    Ok(HttpResponse::Ok().json(json!({ "url": url })))
+}
