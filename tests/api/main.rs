@@ -6,6 +6,7 @@ mod helpers;
 mod auth;
 mod bad_input;
 mod binary;
+mod fake_stripe;
 mod observability;
 mod orgs;
 mod quota;
