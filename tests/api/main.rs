@@ -11,4 +11,5 @@ mod observability;
 mod orgs;
 mod quota;
 mod rollover;
+mod stripe_fake_contract;
 mod usage;
