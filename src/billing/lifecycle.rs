@@ -343,10 +343,12 @@ impl BillingService {
             .customer_id
             .clone()
             .ok_or_else(BillingError::no_customer)?;
-        stripe
+        let attached = stripe
             .attach_payment_method(payment_method, &customer, &request_key("attach", org))
             .await
             .map_err(caller("paymentMethodId"))?;
+        // A test token such as pm_card_visa is attached as a new method: use that one.
+        let payment_method = attached.as_str();
         stripe
             .set_customer_default_method(
                 &customer,

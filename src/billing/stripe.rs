@@ -380,16 +380,20 @@ impl StripeApi {
             .ok_or_else(|| StripeFailure::Unavailable("SetupIntent without client_secret".into()))
     }
 
+    /// Attaches `payment_method` to `customer`; returns the attached method's id (a test
+    /// token such as `pm_card_visa` becomes a new `pm_...`).
     pub async fn attach_payment_method(
         &self,
         payment_method: &str,
         customer: &str,
         key: &str,
-    ) -> Result<(), StripeFailure> {
+    ) -> Result<String, StripeFailure> {
         let req = AttachPaymentMethod::new(payment_method).customer(customer);
-        self.send("payment_methods.attach", &req, Some(key))
-            .await
-            .map(drop)
+        Ok(self
+            .send("payment_methods.attach", &req, Some(key))
+            .await?
+            .id
+            .to_string())
     }
 
     pub async fn set_customer_default_method(

@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod bad_input;
+mod billing;
 mod binary;
 mod fake_stripe;
 mod observability;

@@ -48,6 +48,33 @@ pub fn create(store: &mut Store, p: &Params, now: i64) -> Result<Value> {
     Ok(schedule)
 }
 
+/// Ends the schedule and detaches it, leaving the subscription as it is now.
+pub fn release(store: &mut Store, p: &Params, id: &str, now: i64) -> Result<Value> {
+    p.only(&["preserve_cancel_date", "expand"])?;
+    let schedule = find_mut(&mut store.schedules, id)
+        .ok_or_else(|| ApiError::no_such("subscription schedule", id, None))?;
+    let status = schedule["status"].as_str().unwrap_or_default().to_string();
+    if status != "active" && status != "not_started" {
+        return Err(ApiError::invalid(format!(
+            "You cannot release a subscription schedule that is currently in the `{status}` status."
+        )));
+    }
+    let sub_id = schedule["subscription"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    schedule["status"] = "released".into();
+    schedule["released_at"] = now.into();
+    schedule["released_subscription"] = sub_id.clone().into();
+    schedule["subscription"] = Value::Null;
+    schedule["current_phase"] = Value::Null;
+    let released = schedule.clone();
+    if let Some(sub) = find_mut(&mut store.subscriptions, &sub_id) {
+        sub["schedule"] = Value::Null;
+    }
+    Ok(released)
+}
+
 pub fn update(store: &mut Store, p: &Params, id: &str, now: i64) -> Result<Value> {
     p.only(&[
         "end_behavior",

@@ -141,6 +141,9 @@ fn route(store: &mut Store, rec: &Recorded, now: i64) -> Reply {
         ("GET", ["invoices"]) => invoices::list(store, &p),
         ("POST", ["subscription_schedules"]) => schedules::create(store, &p, now),
         ("POST", ["subscription_schedules", id]) => schedules::update(store, &p, id, now),
+        ("POST", ["subscription_schedules", id, "release"]) => {
+            schedules::release(store, &p, id, now)
+        }
         _ => Err(ApiError::new(
             404,
             "invalid_request_error",
