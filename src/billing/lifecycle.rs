@@ -447,23 +447,7 @@ impl BillingService {
         }
         let price = self.price_id("newPlanCode", &plan).await?;
         // An upgrade supersedes a scheduled downgrade.
-        if let Some(pending) = &sub.pending {
-            match &pending.schedule_id {
-                Some(schedule) => stripe
-                    .release_schedule(schedule, &request_key("release_schedule", org))
-                    .await
-                    .map(drop),
-                None => stripe
-                    .set_cancel_at_period_end(
-                        &sub.id,
-                        false,
-                        &request_key("keep_subscription", org),
-                    )
-                    .await
-                    .map(drop),
-            }
-            .map_err(state)?;
-        }
+        self.cancel_pending(org, &mut rec).await?;
         let snap = stripe
             .swap_price_now(
                 &sub.id,
@@ -477,6 +461,42 @@ impl BillingService {
         rec.subscription = Some(self.mirror(snap, &plan.code, None));
         self.engine.apply_billing(org, rec).await?;
         Ok(plan.code.clone())
+    }
+
+    /// Withdraws a pending change in Stripe (releases its schedule, or keeps a subscription
+    /// that was to cancel at period end) and stores that at once, so a failure in a later
+    /// step cannot leave a local pending change that Stripe no longer has.
+    async fn cancel_pending(
+        &self,
+        org: &OrgId,
+        rec: &mut BillingRecord,
+    ) -> Result<(), BillingError> {
+        let stripe = self.stripe()?;
+        let Some(sub) = rec.subscription.as_mut() else {
+            return Ok(());
+        };
+        let Some(pending) = sub.pending.take() else {
+            return Ok(());
+        };
+        match &pending.schedule_id {
+            Some(schedule) => stripe
+                .release_schedule(schedule, &request_key("release_schedule", org))
+                .await
+                .map_err(state)?,
+            None => {
+                let snap = stripe
+                    .set_cancel_at_period_end(
+                        &sub.id,
+                        false,
+                        &request_key("keep_subscription", org),
+                    )
+                    .await
+                    .map_err(state)?;
+                sub.cancel_at_period_end = snap.cancel_at_period_end;
+            }
+        }
+        self.engine.apply_billing(org, rec.clone()).await?;
+        Ok(())
     }
 
     /// Story 5.3: move to a lower plan when the current period ends (the free plan:
@@ -510,12 +530,7 @@ impl BillingService {
             return Ok(p.clone());
         }
         let (snap, pending) = if plan.code == PlanCode::free() {
-            if let Some(schedule) = sub.pending.as_ref().and_then(|p| p.schedule_id.as_deref()) {
-                stripe
-                    .release_schedule(schedule, &request_key("release_schedule", org))
-                    .await
-                    .map_err(state)?;
-            }
+            self.cancel_pending(org, &mut rec).await?;
             let snap = stripe
                 .set_cancel_at_period_end(&sub.id, true, &request_key("cancel_at_period_end", org))
                 .await
@@ -528,6 +543,13 @@ impl BillingService {
             (snap, pending)
         } else {
             let price = self.price_id("newPlanCode", &plan).await?;
+            if sub
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.schedule_id.is_none())
+            {
+                self.cancel_pending(org, &mut rec).await?;
+            }
             let mut snap = stripe.retrieve_subscription(&sub.id).await.map_err(state)?;
             if snap.cancel_at_period_end {
                 snap = stripe

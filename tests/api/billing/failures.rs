@@ -248,3 +248,42 @@ async fn a_wrong_api_key_is_a_500_naming_stripe() {
     assert!(b["message"].as_str().unwrap().contains("API key"), "{b}");
     assert_eq!(t.calls("POST", "/v1/customers"), 1, "not retried");
 }
+
+#[actix_web::test]
+async fn an_upgrade_failing_after_releasing_a_downgrade_forgets_the_downgrade() {
+    let t = spawn_billing_app().await;
+    let (org, _, sub) = t.org_on_trial().await;
+    t.ok(
+        "/api/plans/upgrade.now",
+        json!({"orgId": org, "newPlanCode": "plan_pro_m"}),
+    )
+    .await;
+    let pending = t
+        .ok(
+            "/api/plans/downgrade.schedule",
+            json!({"orgId": org, "newPlanCode": "plan_starter_m"}),
+        )
+        .await;
+    t.stripe.fail(FailRule::server_error(
+        &format!("/v1/subscriptions/{sub}"),
+        100,
+    ));
+    let res = t
+        .post(
+            "/api/plans/upgrade.now",
+            json!({"orgId": org, "newPlanCode": "plan_scale_m"}),
+        )
+        .await;
+    assert_error(res, 500, "INTERNAL").await;
+    assert!(t.stripe.subscription(&sub).unwrap()["schedule"].is_null());
+    // Past the old effective time the org keeps what Stripe bills: pro.
+    let effective = chrono::DateTime::parse_from_rfc3339(pending["effectiveAt"].as_str().unwrap())
+        .unwrap()
+        .timestamp();
+    let now = crate::helpers::default_now().timestamp();
+    t.app
+        .clock
+        .advance(chrono::Duration::seconds(effective - now + 1));
+    actix_rt::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(t.plan_of(&org).await.0, "plan_pro_m");
+}

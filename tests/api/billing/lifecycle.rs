@@ -320,3 +320,27 @@ async fn invoices_are_empty_before_a_customer_and_limits_are_checked() {
         assert_error(get(q).await.unwrap(), 400, "BAD_REQUEST").await;
     }
 }
+
+#[actix_web::test]
+async fn the_billing_mirror_survives_a_restart() {
+    let t = spawn_billing_app().await;
+    let (org, _, sub) = t.org_on_trial().await;
+    let super::BillingApp { app, stripe } = t;
+    let dir = app.stop().await;
+    let url = stripe.url();
+    let env = [
+        ("EDGEQUOTA__STRIPE__API_KEY", crate::fake_stripe::API_KEY),
+        ("EDGEQUOTA__STRIPE__BASE_URL", url.as_str()),
+    ];
+    let app = crate::helpers::spawn_app_in(dir, crate::helpers::default_now(), &env).await;
+    let t = super::BillingApp { app, stripe };
+    assert_eq!(t.plan_of(&org).await, ("plan_starter_m".into(), 10_000));
+    let b = t
+        .ok(
+            "/api/stripe/subscription.create",
+            json!({"orgId": org, "priceLookup": "plan_starter_m"}),
+        )
+        .await;
+    assert_eq!(b["subscriptionId"], sub.as_str());
+    assert_eq!(t.calls("POST", "/v1/subscriptions"), 1);
+}
