@@ -64,6 +64,7 @@ pub struct Settings {
     pub debug_log: DebugLogSettings,
     pub clock: ClockSettings,
     pub stripe: StripeSettings,
+    pub webhooks: WebhookSettings,
     pub stigg: StiggSettings,
 }
 
@@ -158,6 +159,16 @@ pub struct StripeSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    pub tolerance_secs: i64,
+    pub max_attempts: u32,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub poll_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StiggSettings {
     pub api_key: Secret,
     pub base_url: String,
@@ -219,6 +230,12 @@ impl Settings {
         }
         if self.stripe.max_retries > 10 {
             return bad("stripe.max_retries must be at most 10");
+        }
+        if self.webhooks.tolerance_secs < 1 || self.webhooks.max_attempts < 1 {
+            return bad("webhooks.tolerance_secs and webhooks.max_attempts must be at least 1");
+        }
+        if self.webhooks.poll_interval_ms == 0 {
+            return bad("webhooks.poll_interval_ms must be at least 1");
         }
         if !self.clock.start_at.is_empty()
             && chrono::DateTime::parse_from_rfc3339(&self.clock.start_at).is_err()

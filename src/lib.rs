@@ -20,6 +20,7 @@ pub mod telemetry;
 use actix::{Addr, Supervisor};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, web, App, HttpServer};
+use billing::webhook_supervisor::{self, WebhookSupervisor};
 use clock::SharedClock;
 use config::Settings;
 use domain::Catalogue;
@@ -66,6 +67,7 @@ pub struct Application {
     writer: GroupCommitWriter,
     store: Store,
     rollover: Addr<RolloverSupervisor>,
+    webhook_supervisor: Addr<WebhookSupervisor>,
     debug_log_task: tokio::task::JoinHandle<()>,
 }
 
@@ -157,10 +159,39 @@ impl Application {
             engine.clone(),
             settings.stripe.portal_return_url.clone(),
         ));
+        if settings.stripe.webhook_secrets.iter().all(|s| s.is_empty()) {
+            tracing::warn!(
+                "stripe.webhook_secrets is empty: the webhook intake answers 503 UNAVAILABLE"
+            );
+        }
+        let webhooks = Arc::new(billing::Webhooks::new(
+            store.clone(),
+            billing.clone(),
+            engine.clock().clone(),
+            metrics.clone(),
+            settings.stripe.webhook_secrets.clone(),
+            settings.webhooks.clone(),
+        ));
+        let webhook_supervisor = {
+            let webhooks = webhooks.clone();
+            let poll = Duration::from_millis(settings.webhooks.poll_interval_ms);
+            Supervisor::start(move |_| WebhookSupervisor::new(webhooks, poll))
+        };
+        {
+            // Weak: a strong address held by what the supervisor owns would keep the
+            // supervisor restarting after its shutdown `Stop`.
+            let addr = webhook_supervisor.downgrade();
+            webhooks.set_waker(move || {
+                if let Some(addr) = addr.upgrade() {
+                    addr.do_send(webhook_supervisor::Wake);
+                }
+            });
+        }
         let settings = Arc::new(settings);
         let state = web::Data::new(AppState {
             engine: engine.clone(),
             billing,
+            webhooks,
             auth: authenticator,
             settings: settings.clone(),
             metrics: metrics.clone(),
@@ -202,6 +233,7 @@ impl Application {
             writer,
             store,
             rollover,
+            webhook_supervisor,
             debug_log_task,
         })
     }
@@ -232,6 +264,7 @@ impl Application {
             mut writer,
             store,
             rollover,
+            webhook_supervisor,
             debug_log_task,
             ..
         } = self;
@@ -239,6 +272,8 @@ impl Application {
         tracing::info!("server stopped; draining");
         rollover.do_send(quota::rollover::Stop);
         drop(rollover);
+        webhook_supervisor.do_send(webhook_supervisor::Stop);
+        drop(webhook_supervisor);
         // The server's workers held the last DebugLog sinks; the task now drains and ends.
         if tokio::time::timeout(Duration::from_secs(5), debug_log_task)
             .await

@@ -33,6 +33,11 @@ pub struct Inner {
     pub debug_log_dropped: IntCounter,
     pub stripe_requests: IntCounterVec,
     pub stripe_duration: HistogramVec,
+    pub webhook_events: IntCounterVec,
+    pub webhook_queue_depth: IntGauge,
+    pub webhook_oldest_queued_age: IntGauge,
+    pub webhook_dead_letters: IntGauge,
+    pub webhook_processing_duration: Histogram,
     pub build_info: IntGauge,
 }
 
@@ -184,6 +189,28 @@ impl Metrics {
                 &["operation", "outcome"],
             ),
             stripe_duration,
+            webhook_events: counter_vec(
+                "webhook_events_total",
+                "Stripe webhook events by type family and outcome (queued, duplicate, ignored, rejected, processed, failed, dead)",
+                &["family", "outcome"],
+            ),
+            webhook_queue_depth: gauge(
+                "webhook_queue_depth",
+                "Stripe events stored and waiting to be processed",
+            ),
+            webhook_oldest_queued_age: gauge(
+                "webhook_oldest_queued_age_seconds",
+                "Age of the oldest Stripe event waiting to be processed (0 when none)",
+            ),
+            webhook_dead_letters: gauge(
+                "webhook_dead_letters",
+                "Stripe events parked after their last attempt failed (replayable)",
+            ),
+            webhook_processing_duration: histogram(
+                "webhook_processing_duration_seconds",
+                "Time to process one Stripe event (re-read from Stripe and store)",
+                vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+            ),
             build_info: {
                 let g = IntGauge::with_opts(
                     Opts::new(name("build_info"), "Build information")

@@ -11,7 +11,7 @@
 use super::stripe::{StripeApi, StripeFailure, SubscriptionSnapshot};
 use crate::domain::{BillingRecord, OrgId, PendingChange, Plan, PlanCode, SubscriptionRecord};
 use crate::quota::{EngineError, QuotaEngine};
-use crate::store::{self, orgs};
+use crate::store::{self, customers, orgs};
 use dashmap::DashMap;
 use std::sync::Arc;
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -262,6 +262,14 @@ impl BillingService {
             .create_customer(org.as_str(), email, &name, &key)
             .await
             .map_err(caller("email"))?;
+        {
+            // Durable with the mirror below (its commit flushes the whole store).
+            let store = self.engine.store().clone();
+            let (customer, org) = (id.clone(), org.clone());
+            store::blocking(move || customers::put(&store.stripe_customers, &customer, &org))
+                .await
+                .map_err(EngineError::from)?;
+        }
         rec.customer_id = Some(id.clone());
         self.engine.apply_billing(org, rec).await?;
         Ok(id)
@@ -627,5 +635,124 @@ impl BillingService {
             )
             .await
             .map_err(state)
+    }
+}
+
+/// What convergence did to the org's mirror.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Converged {
+    /// The mirror now matches Stripe's subscription (or its deletion).
+    Updated,
+    /// The event's subscription is not the org's (the org has another live one).
+    NotTheOrgs,
+}
+
+impl BillingService {
+    /// The org a Stripe customer belongs to (the index written by customer.ensure), or the
+    /// `org_id` Stripe carries in metadata — if that org exists.
+    pub async fn org_for(
+        &self,
+        customer: Option<&str>,
+        hint: Option<&str>,
+    ) -> Result<Option<OrgId>, BillingError> {
+        if let Some(customer) = customer {
+            let store = self.engine.store().clone();
+            let c = customer.to_owned();
+            let found = store::blocking(move || customers::org_of(&store.stripe_customers, &c))
+                .await
+                .map_err(EngineError::from)?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        let Some(org) = hint.and_then(|h| OrgId::parse(h).ok()) else {
+            return Ok(None);
+        };
+        match self.engine.billing(&org).await {
+            Ok(_) => Ok(Some(org)),
+            Err(EngineError::OrgNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stripe's subscription, or `None` if Stripe no longer has it (deleted).
+    async fn fetch(&self, id: &str) -> Result<Option<SubscriptionSnapshot>, BillingError> {
+        match self.stripe()?.retrieve_subscription(id).await {
+            Ok(snap) => Ok(Some(snap)),
+            Err(StripeFailure::Rejected { status: 404, .. }) => Ok(None),
+            Err(e) => Err(state(e)),
+        }
+    }
+
+    /// Re-reads `subscription_id` from Stripe and makes the org's mirror (and so its
+    /// quota) match it: status, price → plan, period, trial, cancellation, pending change.
+    /// Safe to repeat and independent of event order, since only Stripe's current state
+    /// is used.
+    pub async fn converge(
+        &self,
+        org: &OrgId,
+        subscription_id: &str,
+    ) -> Result<Converged, BillingError> {
+        let _lock = self.lock(org).await;
+        let mut rec = self.engine.billing(org).await?;
+        let local = rec.subscription.clone();
+        let theirs = local.as_ref().filter(|l| l.id == subscription_id);
+        if let (Some(l), None) = (local.as_ref(), theirs) {
+            // Another subscription is on record: switch only if that one is over.
+            if l.is_live()
+                && self
+                    .fetch(&l.id)
+                    .await?
+                    .is_some_and(|s| s.status != "canceled")
+            {
+                tracing::warn!(%org, kept = %l.id, ignored = subscription_id, "event for a subscription other than the org's live one");
+                return Ok(Converged::NotTheOrgs);
+            }
+        }
+        let Some(snap) = self.fetch(subscription_id).await? else {
+            // Deleted in Stripe: canceled, whatever the events said before.
+            if let Some(sub) = rec
+                .subscription
+                .as_mut()
+                .filter(|s| s.id == subscription_id)
+            {
+                sub.status = "canceled".into();
+                sub.pending = None;
+                sub.cancel_at_period_end = false;
+                self.engine.apply_billing(org, rec).await?;
+            }
+            return Ok(Converged::Updated);
+        };
+        let fallback = theirs.map_or_else(PlanCode::free, |l| l.plan.clone());
+        let mut mirrored = self.mirror(snap.clone(), &fallback, None);
+        mirrored.pending = if snap.status == "canceled" {
+            None
+        } else if snap.cancel_at_period_end {
+            Some(PendingChange {
+                plan: PlanCode::free(),
+                effective_unix: snap.period_end,
+                schedule_id: None,
+            })
+        } else {
+            // A scheduled change stands while Stripe still has its schedule and has not
+            // yet switched the price; once Stripe shows the new plan it is simply the plan.
+            theirs
+                .and_then(|l| l.pending.clone())
+                .filter(|p| p.schedule_id.is_some() && p.schedule_id == snap.schedule_id)
+                .filter(|p| p.plan != mirrored.plan)
+        };
+        if rec.customer_id.is_none() {
+            rec.customer_id = Some(snap.customer.clone());
+        }
+        rec.subscription = Some(mirrored);
+        self.engine.apply_billing(org, rec).await?;
+        Ok(Converged::Updated)
+    }
+}
+
+impl BillingService {
+    /// An event from Stripe's events API as raw JSON; `None` if Stripe has none by `id`.
+    pub async fn retrieve_event(&self, id: &str) -> Result<Option<Vec<u8>>, BillingError> {
+        self.stripe()?.retrieve_event(id).await.map_err(state)
     }
 }

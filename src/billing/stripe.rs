@@ -31,6 +31,7 @@ use stripe_billing::subscription_schedule::{
     UpdateSubscriptionSchedulePhasesItems, UpdateSubscriptionSchedulePhasesStartDate,
 };
 use stripe_core::customer::{CreateCustomer, UpdateCustomer, UpdateCustomerInvoiceSettings};
+use stripe_core::event::RetrieveEvent;
 use stripe_core::setup_intent::{CreateSetupIntent, CreateSetupIntentUsage};
 use stripe_payment::payment_method::AttachPaymentMethod;
 use stripe_product::price::ListPrice;
@@ -104,6 +105,18 @@ pub struct InvoiceSummary {
 pub struct ScheduledChange {
     pub schedule_id: String,
     pub effective_at: i64,
+}
+
+/// A Stripe request whose answer is kept as raw JSON instead of a typed object (events
+/// are stored as Stripe sent them).
+struct Raw<R>(R);
+
+impl<R: StripeRequest> StripeRequest for Raw<R> {
+    type Output = miniserde::json::Value;
+
+    fn build(&self) -> stripe_client_core::RequestBuilder {
+        self.0.build()
+    }
 }
 
 pub struct StripeApi {
@@ -589,6 +602,19 @@ impl StripeApi {
             })
             .collect();
         Ok((invoices, list.has_more))
+    }
+
+    /// The event `id` from Stripe's events API as JSON bytes; `None` if Stripe has no
+    /// such event.
+    pub async fn retrieve_event(&self, id: &str) -> Result<Option<Vec<u8>>, StripeFailure> {
+        match self
+            .send("events.retrieve", &Raw(RetrieveEvent::new(id)), None)
+            .await
+        {
+            Ok(v) => Ok(Some(miniserde::json::to_string(&v).into_bytes())),
+            Err(StripeFailure::Rejected { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn create_portal_session(

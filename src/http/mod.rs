@@ -16,9 +16,10 @@ pub mod payments;
 pub mod plans;
 pub mod quota;
 pub mod usage;
+pub mod webhooks;
 
 use crate::auth::Authenticator;
-use crate::billing::BillingService;
+use crate::billing::{BillingService, Webhooks};
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::quota::QuotaEngine;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 pub struct AppState {
     pub engine: Arc<QuotaEngine>,
     pub billing: Arc<BillingService>,
+    pub webhooks: Arc<Webhooks>,
     pub auth: Arc<Authenticator>,
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
@@ -90,6 +92,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource(
             "/api/invoices.list",
             web::get().to(invoices::list),
+        ))
+        .service(resource(
+            "/api/webhooks/stripe.receive",
+            web::post().to(webhooks::receive),
+        ))
+        .service(resource(
+            "/api/jobs/stripe.process",
+            web::post().to(webhooks::process),
+        ))
+        .service(resource(
+            "/api/admin/webhooks.replay",
+            web::post().to(webhooks::replay),
+        ))
+        .service(resource(
+            "/api/admin/webhooks.list",
+            web::get().to(webhooks::list),
         ))
         .service(resource("/api/usage/seed", web::post().to(usage::seed)))
         .service(resource("/api/usage/record", web::post().to(usage::record)))

@@ -3,14 +3,17 @@
 //!
 //! Trees: `orgs` (org records), `org_idem` (org-create idempotency keys), `api_keys`,
 //! `ledger` (everything an org actor owns: state, counters, usage idempotency entries —
-//! one tree so that one batch is crash-atomic), `debug_log`, `diag`.
+//! one tree so that one batch is crash-atomic), `debug_log`, `diag`, `webhooks` (Stripe
+//! events and their processing state), `stripe_customers` (customer → org).
 
 pub mod api_keys;
 pub mod codec;
+pub mod customers;
 pub mod debug_log;
 pub mod idem_filter;
 pub mod ledger;
 pub mod orgs;
+pub mod webhooks;
 pub mod writer;
 
 use std::path::Path;
@@ -46,6 +49,8 @@ pub struct Store {
     pub ledger: sled::Tree,
     pub debug_log: sled::Tree,
     pub diag: sled::Tree,
+    pub webhooks: sled::Tree,
+    pub stripe_customers: sled::Tree,
 }
 
 impl Store {
@@ -62,6 +67,8 @@ impl Store {
             ledger: db.open_tree("ledger")?,
             debug_log: db.open_tree("debug_log")?,
             diag: db.open_tree("diag")?,
+            webhooks: db.open_tree("webhooks")?,
+            stripe_customers: db.open_tree("stripe_customers")?,
             db,
         })
     }

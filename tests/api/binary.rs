@@ -11,13 +11,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct Server {
+pub struct Server {
     child: Child,
-    base: String,
+    pub base: String,
 }
 
 impl Server {
-    fn start(dir: &Path, extra: &[(&str, &str)]) -> Server {
+    pub fn start(dir: &Path, extra: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgequota"));
         cmd.env("EDGEQUOTA__SERVER__BIND", "127.0.0.1:0")
             .env("EDGEQUOTA__STORE__PATH", dir)
@@ -58,7 +58,7 @@ impl Server {
         }
     }
 
-    fn kill9(&mut self) {
+    pub fn kill9(&mut self) {
         self.child.kill().expect("SIGKILL");
         let _ = self.child.wait();
     }
@@ -78,14 +78,14 @@ impl Drop for Server {
     }
 }
 
-fn client() -> reqwest::Client {
+pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap()
 }
 
-async fn post(
+pub async fn post(
     c: &reqwest::Client,
     base: &str,
     path: &str,
@@ -103,7 +103,7 @@ async fn json_of(request: reqwest::RequestBuilder) -> Value {
     request.send().await.unwrap().json::<Value>().await.unwrap()
 }
 
-async fn create_org(c: &reqwest::Client, base: &str) -> String {
+pub async fn create_org(c: &reqwest::Client, base: &str) -> String {
     let res = post(
         c,
         base,

@@ -14,3 +14,4 @@ mod quota;
 mod rollover;
 mod stripe_fake_contract;
 mod usage;
+mod webhooks;

@@ -257,6 +257,30 @@ impl FakeStripe {
         f(sub);
     }
 
+    /// Moves a subscription's item to the price with `lookup_key`, as Stripe does when a
+    /// schedule's next phase starts or the customer changes plan in the portal.
+    pub fn set_subscription_price(&self, id: &str, lookup_key: &str) {
+        let mut store = lock(&self.shared.store);
+        let price = store
+            .prices
+            .iter()
+            .find(|p| p["lookup_key"] == lookup_key)
+            .cloned()
+            .unwrap_or_else(|| panic!("fake stripe has no price {lookup_key}"));
+        let sub = find_mut(&mut store.subscriptions, id)
+            .unwrap_or_else(|| panic!("fake stripe has no subscription {id}"));
+        let item = &mut sub["items"]["data"][0];
+        item["plan"] = objects::plan(&price);
+        item["price"] = price;
+    }
+
+    /// Deletes a subscription outright (Stripe then answers 404 for it).
+    pub fn delete_subscription(&self, id: &str) {
+        lock(&self.shared.store)
+            .subscriptions
+            .retain(|s| s["id"] != id);
+    }
+
     pub fn price_id(&self, lookup_key: &str) -> Option<String> {
         let store = lock(&self.shared.store);
         let price = store

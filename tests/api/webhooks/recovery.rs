@@ -1,0 +1,198 @@
+//! When processing fails: retries with backoff until Stripe recovers, dead letters after
+//! the last attempt (visible, counted, replayable), and replay of stored, Stripe-only and
+//! unknown events.
+
+use super::{spawn_webhook_app, subscription_event};
+use crate::fake_stripe::FailRule;
+use crate::helpers::{assert_error, body, ADMIN, SERVICE};
+use serde_json::json;
+
+#[actix_web::test]
+async fn processing_is_retried_until_stripe_recovers() {
+    let t = spawn_webhook_app().await;
+    let (org, _, sub) = t.org_on_trial().await;
+    t.stripe.set_subscription_price(&sub, "plan_pro_m");
+    t.stripe
+        .fail(FailRule::server_error(&format!("/v1/subscriptions/{sub}"), 1_000).on("GET"));
+    let event = subscription_event(&t, "customer.subscription.updated", &sub);
+    let id = event["id"].as_str().unwrap().to_owned();
+    assert_eq!(t.deliver(&event).await.status(), 202);
+    // The first attempt fails and the event waits for its backoff (1 s on the service clock).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let waiting = loop {
+        let queued = t.events_in("queued").await;
+        if let Some(e) = queued
+            .into_iter()
+            .find(|e| e["eventId"] == id.as_str() && e["attempts"] == 1)
+        {
+            break e;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed attempt recorded"
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(
+        waiting["lastError"].as_str().unwrap().contains("Stripe"),
+        "{waiting}"
+    );
+    assert_eq!(t.plan_of(&org).await.0, "plan_starter_m");
+    t.stripe.clear_failures();
+    t.app.clock.advance(chrono::Duration::seconds(2));
+    t.wait_for_plan(&org, "plan_pro_m").await;
+    assert_eq!(t.wait_for_event(&id, "processed").await["attempts"], 2);
+}
+
+#[actix_web::test]
+async fn a_permanently_failing_event_becomes_a_visible_replayable_dead_letter() {
+    let t = spawn_webhook_app().await;
+    let (org, _, sub) = t.org_on_trial().await;
+    t.stripe.set_subscription_price(&sub, "plan_pro_m");
+    t.stripe
+        .fail(FailRule::server_error(&format!("/v1/subscriptions/{sub}"), 1_000).on("GET"));
+    let event = subscription_event(&t, "customer.subscription.updated", &sub);
+    let id = event["id"].as_str().unwrap().to_owned();
+    t.deliver(&event).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let dead = loop {
+        // Each step moves the service clock past the longest backoff (5 min cap).
+        t.app.clock.advance(chrono::Duration::minutes(6));
+        actix_rt::time::sleep(std::time::Duration::from_millis(60)).await;
+        if let Some(e) = t
+            .events_in("dead")
+            .await
+            .into_iter()
+            .find(|e| e["eventId"] == id.as_str())
+        {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "never parked");
+    };
+    assert_eq!(dead["attempts"], 3);
+    let metrics = t.app.get("/metrics", ADMIN).await.text().await.unwrap();
+    assert!(
+        metrics.contains("edgequota_webhook_dead_letters 1"),
+        "dead letter gauge"
+    );
+    assert_eq!(t.plan_of(&org).await.0, "plan_starter_m");
+
+    t.stripe.clear_failures();
+    let res = t
+        .app
+        .post(
+            "/api/admin/webhooks.replay",
+            ADMIN,
+            &json!({"eventIds": [id]}),
+        )
+        .await;
+    assert_eq!(body(res).await, json!({"enqueued": 1, "missing": []}));
+    t.wait_for_plan(&org, "plan_pro_m").await;
+    t.wait_for_event(&id, "processed").await;
+    assert!(t.events_in("dead").await.is_empty());
+}
+
+#[actix_web::test]
+async fn replay_requeues_stored_fetches_stripe_only_and_lists_unknown_events() {
+    let t = spawn_webhook_app().await;
+    let (org, _, sub) = t.org_on_trial().await;
+    let stored = subscription_event(&t, "customer.subscription.updated", &sub);
+    let stored_id = stored["id"].as_str().unwrap().to_owned();
+    t.deliver(&stored).await;
+    t.wait_for_event(&stored_id, "processed").await;
+
+    // An event the service never received (its delivery was lost): only Stripe has it.
+    t.stripe.set_subscription_price(&sub, "plan_scale_m");
+    let lost = subscription_event(&t, "customer.subscription.updated", &sub);
+    let lost_id = lost["id"].as_str().unwrap().to_owned();
+    t.stripe.put_event(lost);
+
+    let res = t
+        .app
+        .post(
+            "/api/admin/webhooks.replay",
+            ADMIN,
+            &json!({"eventIds": [stored_id, lost_id, "evt_nowhere"]}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        body(res).await,
+        json!({"enqueued": 2, "missing": ["evt_nowhere"]})
+    );
+    assert_eq!(t.calls("GET", &format!("/v1/events/{lost_id}")), 1);
+    t.wait_for_plan(&org, "plan_scale_m").await;
+    t.wait_for_event(&lost_id, "processed").await;
+    assert_eq!(
+        t.wait_for_event(&stored_id, "processed").await["attempts"],
+        1
+    );
+}
+
+#[actix_web::test]
+async fn replay_and_listing_are_admin_only_and_validated() {
+    let t = spawn_webhook_app().await;
+    let res = t
+        .app
+        .post(
+            "/api/admin/webhooks.replay",
+            SERVICE,
+            &json!({"eventIds": ["evt_1"]}),
+        )
+        .await;
+    assert_error(res, 403, "FORBIDDEN").await;
+    let too_many: Vec<String> = (0..101).map(|i| format!("evt_{i}")).collect();
+    for bad in [
+        json!({}),
+        json!({"eventIds": []}),
+        json!({"eventIds": too_many}),
+        json!({"eventIds": ["evt/1"]}),
+    ] {
+        let res = t.app.post("/api/admin/webhooks.replay", ADMIN, &bad).await;
+        assert_error(res, 400, "BAD_REQUEST").await;
+    }
+    let res = t
+        .app
+        .get("/api/admin/webhooks.list?state=lost", ADMIN)
+        .await;
+    assert_error(res, 400, "BAD_REQUEST").await;
+    let res = t.app.get("/api/admin/webhooks.list", SERVICE).await;
+    assert_error(res, 403, "FORBIDDEN").await;
+}
+
+#[actix_web::test]
+async fn the_listing_pages_with_a_cursor() {
+    let t = spawn_webhook_app().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let event = crate::fake_stripe::objects::event(
+            "charge.succeeded",
+            json!({"id": format!("ch_{i}"), "object": "charge"}),
+        );
+        ids.push(event["id"].as_str().unwrap().to_owned());
+        t.deliver(&event).await;
+    }
+    let res = t
+        .app
+        .get("/api/admin/webhooks.list?state=ignored&limit=3", ADMIN)
+        .await;
+    let cursor = res.headers()["x-next-cursor"].to_str().unwrap().to_owned();
+    let first = body(res).await;
+    let res = t
+        .app
+        .get(
+            &format!("/api/admin/webhooks.list?state=ignored&limit=3&cursor={cursor}"),
+            ADMIN,
+        )
+        .await;
+    assert!(res.headers().get("x-next-cursor").is_none());
+    let second = body(res).await;
+    let got: Vec<_> = first
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second.as_array().unwrap())
+        .map(|e| e["eventId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(got, ids, "arrival order, no gaps or repeats");
+}
