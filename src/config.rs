@@ -172,6 +172,12 @@ pub struct WebhookSettings {
 pub struct StiggSettings {
     pub api_key: Secret,
     pub base_url: String,
+    pub timeout_ms: u64,
+    pub request_attempts: u32,
+    pub request_backoff_ms: u64,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub poll_interval_ms: u64,
 }
 
 impl Settings {
@@ -233,6 +239,12 @@ impl Settings {
         }
         if self.webhooks.tolerance_secs < 1 || self.webhooks.max_attempts < 1 {
             return bad("webhooks.tolerance_secs and webhooks.max_attempts must be at least 1");
+        }
+        if self.stigg.timeout_ms == 0 || self.stigg.poll_interval_ms == 0 {
+            return bad("stigg.timeout_ms and stigg.poll_interval_ms must be at least 1");
+        }
+        if !(1..=10).contains(&self.stigg.request_attempts) {
+            return bad("stigg.request_attempts must be from 1 to 10");
         }
         if self.webhooks.poll_interval_ms == 0 {
             return bad("webhooks.poll_interval_ms must be at least 1");

@@ -20,7 +20,7 @@ pub mod telemetry;
 use actix::{Addr, Supervisor};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{middleware, web, App, HttpServer};
-use billing::webhook_supervisor::{self, WebhookSupervisor};
+use billing::queue_supervisor::{self, QueueSupervisor};
 use clock::SharedClock;
 use config::Settings;
 use domain::Catalogue;
@@ -51,7 +51,7 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
-    #[error("stripe settings: {0}")]
+    #[error("billing settings: {0}")]
     Stripe(String),
     #[error("binding {bind}: {source}")]
     Bind {
@@ -67,7 +67,8 @@ pub struct Application {
     writer: GroupCommitWriter,
     store: Store,
     rollover: Addr<RolloverSupervisor>,
-    webhook_supervisor: Addr<WebhookSupervisor>,
+    webhook_supervisor: Addr<QueueSupervisor<billing::Webhooks>>,
+    stigg_supervisor: Addr<QueueSupervisor<billing::Provisioning>>,
     debug_log_task: tokio::task::JoinHandle<()>,
 }
 
@@ -172,23 +173,37 @@ impl Application {
             settings.stripe.webhook_secrets.clone(),
             settings.webhooks.clone(),
         ));
-        let webhook_supervisor = {
-            let webhooks = webhooks.clone();
-            let poll = Duration::from_millis(settings.webhooks.poll_interval_ms);
-            Supervisor::start(move |_| WebhookSupervisor::new(webhooks, poll))
-        };
+        let (webhook_supervisor, wake) = billing::queue_supervisor::start(
+            webhooks.clone(),
+            Duration::from_millis(settings.webhooks.poll_interval_ms),
+        );
+        webhooks.set_waker(wake);
+        let stigg = billing::stigg::StiggClient::from_settings(&settings.stigg, metrics.clone())
+            .map_err(StartError::Stripe)?;
+        if stigg.is_none() {
+            tracing::warn!("stigg.api_key is empty: Stigg provisioning answers 503 UNAVAILABLE");
+        }
+        let provisioning = Arc::new(billing::Provisioning::new(
+            stigg,
+            engine.clone(),
+            metrics.clone(),
+            settings.stigg.clone(),
+        ));
+        let (stigg_supervisor, wake) = billing::queue_supervisor::start(
+            provisioning.clone(),
+            Duration::from_millis(settings.stigg.poll_interval_ms),
+        );
+        provisioning.set_waker(wake);
         {
-            // Weak: a strong address held by what the supervisor owns would keep the
-            // supervisor restarting after its shutdown `Stop`.
-            let addr = webhook_supervisor.downgrade();
-            webhooks.set_waker(move || {
-                if let Some(addr) = addr.upgrade() {
-                    addr.do_send(webhook_supervisor::Wake);
-                }
-            });
+            let provisioning = provisioning.clone();
+            billing.set_plan_listener(Box::new(move |org, plan, strategy| {
+                let provisioning = provisioning.clone();
+                Box::pin(async move { provisioning.plan_changed(&org, &plan, strategy).await })
+            }));
         }
         let settings = Arc::new(settings);
         let state = web::Data::new(AppState {
+            provisioning,
             engine: engine.clone(),
             billing,
             webhooks,
@@ -234,6 +249,7 @@ impl Application {
             store,
             rollover,
             webhook_supervisor,
+            stigg_supervisor,
             debug_log_task,
         })
     }
@@ -265,6 +281,7 @@ impl Application {
             store,
             rollover,
             webhook_supervisor,
+            stigg_supervisor,
             debug_log_task,
             ..
         } = self;
@@ -272,8 +289,10 @@ impl Application {
         tracing::info!("server stopped; draining");
         rollover.do_send(quota::rollover::Stop);
         drop(rollover);
-        webhook_supervisor.do_send(webhook_supervisor::Stop);
+        webhook_supervisor.do_send(queue_supervisor::Stop);
         drop(webhook_supervisor);
+        stigg_supervisor.do_send(queue_supervisor::Stop);
+        drop(stigg_supervisor);
         // The server's workers held the last DebugLog sinks; the task now drains and ends.
         if tokio::time::timeout(Duration::from_secs(5), debug_log_task)
             .await

@@ -38,6 +38,10 @@ pub struct Inner {
     pub webhook_oldest_queued_age: IntGauge,
     pub webhook_dead_letters: IntGauge,
     pub webhook_processing_duration: Histogram,
+    pub stigg_requests: IntCounterVec,
+    pub stigg_duration: HistogramVec,
+    pub stigg_outbox_depth: IntGauge,
+    pub stigg_outbox_oldest_age: IntGauge,
     pub build_info: IntGauge,
 }
 
@@ -105,6 +109,18 @@ impl Metrics {
                 &["operation"],
             )
             .unwrap_or_else(|e| panic!("metric stripe duration: {e}")),
+        );
+        let stigg_duration = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    name("stigg_request_duration_seconds"),
+                    "Stigg GraphQL call latency by operation",
+                )
+                .buckets(vec![0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                &["operation"],
+            )
+            .unwrap_or_else(|e| panic!("metric stigg duration: {e}")),
         );
         #[cfg(target_os = "linux")]
         {
@@ -210,6 +226,20 @@ impl Metrics {
                 "webhook_processing_duration_seconds",
                 "Time to process one Stripe event (re-read from Stripe and store)",
                 vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+            ),
+            stigg_requests: counter_vec(
+                "stigg_requests_total",
+                "Stigg GraphQL calls by operation and outcome (ok, graphql_error, rejected, failed)",
+                &["operation", "outcome"],
+            ),
+            stigg_duration,
+            stigg_outbox_depth: gauge(
+                "stigg_outbox_depth",
+                "Stigg provisioning jobs waiting in the outbox",
+            ),
+            stigg_outbox_oldest_age: gauge(
+                "stigg_outbox_oldest_pending_age_seconds",
+                "Age of the oldest pending Stigg provisioning job (0 when none)",
             ),
             build_info: {
                 let g = IntGauge::with_opts(

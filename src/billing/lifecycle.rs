@@ -11,7 +11,9 @@
 use super::stripe::{StripeApi, StripeFailure, SubscriptionSnapshot};
 use crate::domain::{BillingRecord, OrgId, PendingChange, Plan, PlanCode, SubscriptionRecord};
 use crate::quota::{EngineError, QuotaEngine};
+use crate::store::outbox::Strategy;
 use crate::store::{self, customers, orgs};
+use futures_util::future::BoxFuture;
 use dashmap::DashMap;
 use std::sync::Arc;
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -106,11 +108,16 @@ pub struct InvoicePage {
     pub next_cursor: Option<String>,
 }
 
+/// Told about plan changes made through Stripe (Stigg re-provisioning listens).
+pub type PlanListener =
+    Box<dyn Fn(OrgId, PlanCode, Strategy) -> BoxFuture<'static, ()> + Send + Sync>;
+
 pub struct BillingService {
     stripe: Option<StripeApi>,
     engine: Arc<QuotaEngine>,
     locks: DashMap<OrgId, Arc<Mutex<()>>>,
     portal_return_url: String,
+    plan_listener: std::sync::OnceLock<PlanListener>,
 }
 
 /// Holds one org's billing lock; forgets the org's mutex when nobody else waits on it.
@@ -139,6 +146,17 @@ impl BillingService {
             engine,
             locks: DashMap::new(),
             portal_return_url,
+            plan_listener: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub fn set_plan_listener(&self, listener: PlanListener) {
+        let _ = self.plan_listener.set(listener);
+    }
+
+    async fn plan_changed(&self, org: &OrgId, plan: PlanCode, strategy: Strategy) {
+        if let Some(listener) = self.plan_listener.get() {
+            listener(org.clone(), plan, strategy).await;
         }
     }
 
@@ -271,6 +289,7 @@ impl BillingService {
                 .map_err(EngineError::from)?;
         }
         rec.customer_id = Some(id.clone());
+        rec.email = Some(email.to_owned());
         self.engine.apply_billing(org, rec).await?;
         Ok(id)
     }
@@ -468,6 +487,8 @@ impl BillingService {
             .map_err(state)?;
         rec.subscription = Some(self.mirror(snap, &plan.code, None));
         self.engine.apply_billing(org, rec).await?;
+        self.plan_changed(org, plan.code.clone(), Strategy::Immediate)
+            .await;
         Ok(plan.code.clone())
     }
 
@@ -590,6 +611,8 @@ impl BillingService {
         };
         rec.subscription = Some(self.mirror(snap, &sub.plan, Some(pending.clone())));
         self.engine.apply_billing(org, rec).await?;
+        self.plan_changed(org, pending.plan.clone(), Strategy::EndOfBillingPeriod)
+            .await;
         Ok(pending)
     }
 
@@ -716,10 +739,15 @@ impl BillingService {
                 .as_mut()
                 .filter(|s| s.id == subscription_id)
             {
+                let was_live = sub.is_live();
                 sub.status = "canceled".into();
                 sub.pending = None;
                 sub.cancel_at_period_end = false;
                 self.engine.apply_billing(org, rec).await?;
+                if was_live {
+                    self.plan_changed(org, PlanCode::free(), Strategy::Immediate)
+                        .await;
+                }
             }
             return Ok(Converged::Updated);
         };
@@ -744,8 +772,18 @@ impl BillingService {
         if rec.customer_id.is_none() {
             rec.customer_id = Some(snap.customer.clone());
         }
+        // The plan Stripe bills now (ignoring a pending change), before and after.
+        let billed = |s: Option<&SubscriptionRecord>| {
+            s.filter(|s| crate::domain::plans::status_keeps_plan(&s.status))
+                .map_or_else(PlanCode::free, |s| s.plan.clone())
+        };
+        let before = billed(theirs);
+        let after = billed(Some(&mirrored));
         rec.subscription = Some(mirrored);
         self.engine.apply_billing(org, rec).await?;
+        if theirs.is_some() && before != after {
+            self.plan_changed(org, after, Strategy::Immediate).await;
+        }
         Ok(Converged::Updated)
     }
 }

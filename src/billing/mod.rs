@@ -1,13 +1,17 @@
-//! Billing: the Stripe client wrapper, the subscription lifecycle built on it, and the
-//! webhook intake, processing and supervisor that keep the local mirror converged with
-//! Stripe (the mirror itself lives in `domain::billing`, owned by the org's actor).
+//! Billing: the Stripe client wrapper, the subscription lifecycle built on it, the
+//! webhook intake and processing that keep the local mirror converged with Stripe, and
+//! Stigg provisioning through a durable outbox; a generic queue supervisor drains both
+//! queues (the mirror itself lives in `domain::billing`, owned by the org's actor).
 
 pub mod events;
 pub mod lifecycle;
+pub mod provisioning;
+pub mod queue_supervisor;
 pub mod signature;
+pub mod stigg;
 pub mod stripe;
-pub mod webhook_supervisor;
 pub mod webhooks;
 
 pub use lifecycle::{BillingError, BillingService};
+pub use provisioning::Provisioning;
 pub use webhooks::Webhooks;

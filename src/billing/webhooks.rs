@@ -1,13 +1,14 @@
 //! Stripe webhooks (stories 2.3, 2.4, 8.1): durable signed intake, processing of one
 //! event (convergence of the org's mirror with Stripe), retries with backoff into dead
-//! letters, replay, and the admin listing. The supervisor that drives processing is in
-//! `webhook_supervisor.rs`.
+//! letters, replay, and the admin listing. A `queue_supervisor` drains the queue.
 //!
 //! An event is acknowledged (202) only after it is stored and the store flushed, so an
 //! acknowledged event survives a crash and is processed after restart.
 
 use super::events::{self, EventRef};
 use super::lifecycle::{BillingError, BillingService};
+use super::queue_supervisor::Drain;
+use futures_util::future::{BoxFuture, FutureExt};
 use super::signature::{self, SignatureError};
 use crate::clock::SharedClock;
 use crate::config::{Secret, WebhookSettings};
@@ -399,6 +400,13 @@ impl Webhooks {
     }
 
     /// Refreshes the queue gauges (depth, oldest age, dead letters).
+    async fn refresh_gauges_logged(&self) {
+        if let Err(e) = self.refresh_gauges().await {
+            tracing::warn!(error = %e, "webhook gauges not refreshed");
+        }
+    }
+
+    /// Refreshes the queue gauges (depth, oldest age, dead letters).
     pub async fn refresh_gauges(&self) -> Result<(), StoreError> {
         let tree = self.store.webhooks.clone();
         let (depth, oldest, dead) = store::blocking(move || {
@@ -415,5 +423,32 @@ impl Webhooks {
         self.metrics.webhook_oldest_queued_age.set(age);
         self.metrics.webhook_dead_letters.set(dead as i64);
         Ok(())
+    }
+}
+
+/// Events taken from the queue per pass.
+const BATCH: usize = 32;
+
+impl Drain for Webhooks {
+    fn drain_once(self: Arc<Self>) -> BoxFuture<'static, bool> {
+        async move {
+            let due = match self.due(BATCH).await {
+                Ok(due) => due,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the webhook queue failed");
+                    return false;
+                }
+            };
+            let any = !due.is_empty();
+            for event in due {
+                self.process_isolated(event.id).await;
+            }
+            any
+        }
+        .boxed()
+    }
+
+    fn refresh(self: Arc<Self>) -> BoxFuture<'static, ()> {
+        async move { self.refresh_gauges_logged().await }.boxed()
     }
 }

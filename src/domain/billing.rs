@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BillingRecord {
     pub customer_id: Option<String>,
+    /// The billing email the customer was created with.
+    pub email: Option<String>,
     pub subscription: Option<SubscriptionRecord>,
     /// The payment method last set as the customer's default.
     pub default_payment_method: Option<String>,
@@ -79,6 +81,7 @@ mod tests {
     fn sub(status: &str, pending: Option<PendingChange>) -> BillingRecord {
         BillingRecord {
             customer_id: Some("cus_1".into()),
+            email: None,
             subscription: Some(SubscriptionRecord {
                 id: "sub_1".into(),
                 item_id: "si_1".into(),

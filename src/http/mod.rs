@@ -15,11 +15,12 @@ pub mod orgs;
 pub mod payments;
 pub mod plans;
 pub mod quota;
+pub mod stigg;
 pub mod usage;
 pub mod webhooks;
 
 use crate::auth::Authenticator;
-use crate::billing::{BillingService, Webhooks};
+use crate::billing::{BillingService, Provisioning, Webhooks};
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::quota::QuotaEngine;
@@ -31,6 +32,7 @@ pub struct AppState {
     pub engine: Arc<QuotaEngine>,
     pub billing: Arc<BillingService>,
     pub webhooks: Arc<Webhooks>,
+    pub provisioning: Arc<Provisioning>,
     pub auth: Arc<Authenticator>,
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
@@ -108,6 +110,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource(
             "/api/admin/webhooks.list",
             web::get().to(webhooks::list),
+        ))
+        .service(resource(
+            "/api/stigg/provision",
+            web::post().to(stigg::provision),
+        ))
+        .service(resource(
+            "/api/stigg/provision.status",
+            web::get().to(stigg::status),
         ))
         .service(resource("/api/usage/seed", web::post().to(usage::seed)))
         .service(resource("/api/usage/record", web::post().to(usage::record)))

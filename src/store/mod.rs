@@ -4,7 +4,8 @@
 //! Trees: `orgs` (org records), `org_idem` (org-create idempotency keys), `api_keys`,
 //! `ledger` (everything an org actor owns: state, counters, usage idempotency entries —
 //! one tree so that one batch is crash-atomic), `debug_log`, `diag`, `webhooks` (Stripe
-//! events and their processing state), `stripe_customers` (customer → org).
+//! events and their processing state), `stripe_customers` (customer → org),
+//! `stigg_outbox` (Stigg provisioning jobs).
 
 pub mod api_keys;
 pub mod codec;
@@ -13,6 +14,7 @@ pub mod debug_log;
 pub mod idem_filter;
 pub mod ledger;
 pub mod orgs;
+pub mod outbox;
 pub mod webhooks;
 pub mod writer;
 
@@ -51,6 +53,7 @@ pub struct Store {
     pub diag: sled::Tree,
     pub webhooks: sled::Tree,
     pub stripe_customers: sled::Tree,
+    pub stigg_outbox: sled::Tree,
 }
 
 impl Store {
@@ -69,6 +72,7 @@ impl Store {
             diag: db.open_tree("diag")?,
             webhooks: db.open_tree("webhooks")?,
             stripe_customers: db.open_tree("stripe_customers")?,
+            stigg_outbox: db.open_tree("stigg_outbox")?,
             db,
         })
     }
