@@ -13,8 +13,8 @@ use crate::domain::{BillingRecord, OrgId, PendingChange, Plan, PlanCode, Subscri
 use crate::quota::{EngineError, QuotaEngine};
 use crate::store::outbox::Strategy;
 use crate::store::{self, customers, orgs};
-use futures_util::future::BoxFuture;
 use dashmap::DashMap;
+use futures_util::future::BoxFuture;
 use std::sync::Arc;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 

@@ -25,7 +25,10 @@ pub enum ProvisionError {
     #[error("Stigg is not configured: set stigg.api_key (EDGEQUOTA__STIGG__API_KEY)")]
     NotConfigured,
     #[error("{field} {problem}")]
-    Invalid { field: &'static str, problem: String },
+    Invalid {
+        field: &'static str,
+        problem: String,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error(transparent)]

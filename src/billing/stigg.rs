@@ -34,7 +34,10 @@ pub struct StiggClient {
 
 /// One GraphQL error, as far as classification needs it.
 fn error_facts(e: &Value) -> (String, Option<String>, bool) {
-    let message = e["message"].as_str().unwrap_or("unknown GraphQL error").to_owned();
+    let message = e["message"]
+        .as_str()
+        .unwrap_or("unknown GraphQL error")
+        .to_owned();
     let code = e["extensions"]["code"].as_str().map(str::to_owned);
     let validation = e["extensions"]["isValidationError"].as_bool() == Some(true)
         || matches!(
@@ -48,7 +51,8 @@ fn error_facts(e: &Value) -> (String, Option<String>, bool) {
 fn is_duplicate(errors: &[Value]) -> bool {
     errors.iter().any(|e| {
         let (message, code, _) = error_facts(e);
-        code.as_deref().is_some_and(|c| DUPLICATE_CODES.contains(&c))
+        code.as_deref()
+            .is_some_and(|c| DUPLICATE_CODES.contains(&c))
             || message.to_ascii_lowercase().contains("already exists")
             || message.to_ascii_lowercase().contains("duplicate")
     })
@@ -56,7 +60,10 @@ fn is_duplicate(errors: &[Value]) -> bool {
 
 impl StiggClient {
     /// `None` when no API key is configured (provisioning then answers 503).
-    pub fn from_settings(settings: &StiggSettings, metrics: Metrics) -> Result<Option<Self>, String> {
+    pub fn from_settings(
+        settings: &StiggSettings,
+        metrics: Metrics,
+    ) -> Result<Option<Self>, String> {
         if settings.api_key.is_empty() {
             return Ok(None);
         }
@@ -168,7 +175,12 @@ impl StiggClient {
             "billingId": billing_id,
         });
         match self
-            .send("ProvisionCustomer", PROVISION_CUSTOMER, input, correlation_id)
+            .send(
+                "ProvisionCustomer",
+                PROVISION_CUSTOMER,
+                input,
+                correlation_id,
+            )
             .await?
         {
             Ok(data) => Ok(data["provisionCustomer"]["customer"]["customerId"]
@@ -196,7 +208,12 @@ impl StiggClient {
             "scheduleStrategy": schedule_strategy,
         });
         match self
-            .send("ProvisionSubscription", PROVISION_SUBSCRIPTION, input, correlation_id)
+            .send(
+                "ProvisionSubscription",
+                PROVISION_SUBSCRIPTION,
+                input,
+                correlation_id,
+            )
             .await?
         {
             Ok(_) => Ok(()),
@@ -215,8 +232,14 @@ mod tests {
                          "extensions": {"code": "DuplicatedEntityNotAllowed", "isValidationError": true}});
         assert!(is_duplicate(&[dup]));
         let bad = json!({"message": "Plan not found", "extensions": {"code": "PlanNotFound"}});
-        assert!(matches!(StiggClient::failure(&[bad]), StiggFailure::Permanent(_)));
+        assert!(matches!(
+            StiggClient::failure(&[bad]),
+            StiggFailure::Permanent(_)
+        ));
         let internal = json!({"message": "boom", "extensions": {"code": "INTERNAL_SERVER_ERROR"}});
-        assert!(matches!(StiggClient::failure(&[internal]), StiggFailure::Transient(_)));
+        assert!(matches!(
+            StiggClient::failure(&[internal]),
+            StiggFailure::Transient(_)
+        ));
     }
 }

@@ -8,13 +8,13 @@
 use super::events::{self, EventRef};
 use super::lifecycle::{BillingError, BillingService};
 use super::queue_supervisor::Drain;
-use futures_util::future::{BoxFuture, FutureExt};
 use super::signature::{self, SignatureError};
 use crate::clock::SharedClock;
 use crate::config::{Secret, WebhookSettings};
 use crate::metrics::Metrics;
 use crate::store::webhooks::{self as queue, EventState, Inserted, WebhookEvent};
 use crate::store::{self, Store, StoreError};
+use futures_util::future::{BoxFuture, FutureExt};
 use rand::Rng;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -48,7 +48,11 @@ pub async fn provision(
     }
     let mut f = Fields::new();
     let org = f.required("orgId", body.org_id.as_deref(), OrgId::parse);
-    let customer = f.required("stripeCustomerId", body.stripe_customer_id, fields::stripe_id);
+    let customer = f.required(
+        "stripeCustomerId",
+        body.stripe_customer_id,
+        fields::stripe_id,
+    );
     let subscription = f.required(
         "stripeSubscriptionId",
         body.stripe_subscription_id,

@@ -185,6 +185,9 @@ mod tests {
         assert!(!put_if_version(&t, Some(1), &job(1, JobState::Provisioned)).unwrap());
         assert!(put_if_version(&t, Some(2), &job(2, JobState::Provisioned)).unwrap());
         assert!(pending(&t, 10).unwrap().is_empty());
-        assert_eq!(get(&t, "org_1").unwrap().unwrap().state, JobState::Provisioned);
+        assert_eq!(
+            get(&t, "org_1").unwrap().unwrap().state,
+            JobState::Provisioned
+        );
     }
 }

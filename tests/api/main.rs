@@ -13,6 +13,7 @@ mod observability;
 mod orgs;
 mod quota;
 mod rollover;
+mod stigg;
 mod stigg_fake_contract;
 mod stripe_fake_contract;
 mod usage;

@@ -84,7 +84,7 @@ async fn provisions_a_customer_then_a_subscription() {
 
     let (status, body) = post(
         &fake,
-        &subscription_body("org_1", "plan-pro-monthly", "IMMEDIATE"),
+        &subscription_body("org_1", "plan-edgequota-pro", "IMMEDIATE"),
     )
     .await;
     assert_eq!(status, 200);
@@ -96,16 +96,16 @@ async fn provisions_a_customer_then_a_subscription() {
     let stored = fake.subscription_of("org_1").expect("stored subscription");
     assert_eq!(
         stored,
-        json!({ "id": sub_id, "planId": "plan-pro-monthly", "billingId": "sub_123",
+        json!({ "id": sub_id, "planId": "plan-edgequota-pro", "billingId": "sub_123",
                 "scheduleStrategy": "IMMEDIATE" })
     );
 
     // A later provisioning becomes the current subscription.
-    let body = subscription_body("org_1", "plan-starter-monthly", "END_OF_BILLING_PERIOD");
+    let body = subscription_body("org_1", "plan-edgequota-starter", "END_OF_BILLING_PERIOD");
     let (status, _) = post(&fake, &body).await;
     assert_eq!(status, 200);
     let stored = fake.subscription_of("org_1").expect("stored subscription");
-    assert_eq!(stored["planId"], "plan-starter-monthly");
+    assert_eq!(stored["planId"], "plan-edgequota-starter");
     assert_eq!(stored["scheduleStrategy"], "END_OF_BILLING_PERIOD");
     assert_ne!(stored["id"], sub_id);
     assert!(fake.subscription_of("org_2").is_none());
@@ -136,7 +136,11 @@ async fn a_second_customer_with_the_same_id_is_a_duplicate_error() {
 #[actix_web::test]
 async fn a_subscription_needs_a_known_customer_and_plan() {
     let fake = FakeStigg::start().await;
-    let (status, body) = post(&fake, &subscription_body("org_x", "plan-free", "IMMEDIATE")).await;
+    let (status, body) = post(
+        &fake,
+        &subscription_body("org_x", "plan-edgequota-free", "IMMEDIATE"),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(body["data"], Value::Null);
     assert_eq!(first_error(&body)["message"], "Customer not found");
@@ -151,7 +155,11 @@ async fn a_subscription_needs_a_known_customer_and_plan() {
     assert_eq!(first_error(&body)["extensions"]["isValidationError"], true);
     assert!(fake.subscription_of("org_1").is_none());
 
-    for plan in ["plan-free", "plan-starter-monthly", "plan-scale-monthly"] {
+    for plan in [
+        "plan-edgequota-free",
+        "plan-edgequota-starter",
+        "plan-edgequota-scale",
+    ] {
         let (_, body) = post(&fake, &subscription_body("org_1", plan, "IMMEDIATE")).await;
         assert_eq!(
             body["data"]["provisionSubscription"]["status"], "SUCCESS",
@@ -248,10 +256,14 @@ async fn malformed_requests_are_rejected_without_changing_state() {
     let mut numeric = customer_body("org_1", "cus_1");
     numeric["variables"]["input"]["customerId"] = json!(42);
     cases.push(numeric);
-    let mut no_plan = subscription_body("org_1", "plan-free", "IMMEDIATE");
+    let mut no_plan = subscription_body("org_1", "plan-edgequota-free", "IMMEDIATE");
     no_plan["variables"]["input"]["planId"] = Value::Null;
     cases.push(no_plan);
-    cases.push(subscription_body("org_1", "plan-free", "SOMETIME"));
+    cases.push(subscription_body(
+        "org_1",
+        "plan-edgequota-free",
+        "SOMETIME",
+    ));
     fake.add_customer("org_1", "cus_1");
     for body in &cases {
         let (status, reply) = post(&fake, body).await;
@@ -313,7 +325,11 @@ async fn a_validation_error_is_permanent_in_shape() {
         StiggFailure::ValidationError("Plan is archived".into()),
         Some(1),
     );
-    let (status, body) = post(&fake, &subscription_body("org_1", "plan-free", "IMMEDIATE")).await;
+    let (status, body) = post(
+        &fake,
+        &subscription_body("org_1", "plan-edgequota-free", "IMMEDIATE"),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(
         body,
@@ -402,11 +418,15 @@ async fn every_call_is_recorded_with_variables_and_headers() {
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
     fake.fail(StiggFailure::ServerError, Some(1));
-    post(&fake, &subscription_body("org_1", "plan-free", "IMMEDIATE")).await;
+    post(
+        &fake,
+        &subscription_body("org_1", "plan-edgequota-free", "IMMEDIATE"),
+    )
+    .await;
     send(
         &fake,
         None,
-        &subscription_body("org_1", "plan-free", "IMMEDIATE"),
+        &subscription_body("org_1", "plan-edgequota-free", "IMMEDIATE"),
     )
     .await
     .unwrap();
@@ -429,7 +449,7 @@ async fn every_call_is_recorded_with_variables_and_headers() {
         2,
         "failed and unauthorised calls are recorded too"
     );
-    assert_eq!(subs[0].input("planId"), Some("plan-free"));
+    assert_eq!(subs[0].input("planId"), Some("plan-edgequota-free"));
     assert_eq!(subs[1].header("x-api-key"), None);
     assert_eq!(fake.calls_of("ProvisionCustomer").len(), 1);
     assert!(fake.calls_of("Nope").is_empty());

@@ -19,10 +19,10 @@ pub const STIGG_API_KEY: &str = "stigg_test_fake";
 
 /// The plan ids Stigg knows about; any other `planId` is a `PlanNotFound`.
 const SEED_PLANS: [&str; 4] = [
-    "plan-free",
-    "plan-starter-monthly",
-    "plan-pro-monthly",
-    "plan-scale-monthly",
+    "plan-edgequota-free",
+    "plan-edgequota-starter",
+    "plan-edgequota-pro",
+    "plan-edgequota-scale",
 ];
 
 /// One request as the fake received it, recorded before any failure or auth check.

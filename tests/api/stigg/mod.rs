@@ -1,0 +1,74 @@
+//! Stigg provisioning end to end against the fake Stigg (and the fake Stripe for the
+//! org's billing): the design card's tests, the exact variables, the outbox's retries
+//! and restarts, and re-provisioning on plan changes.
+
+mod crash;
+mod provision;
+mod sync;
+
+use crate::billing::{spawn_billing_app_with, BillingApp};
+use crate::fake_stigg::{FakeStigg, STIGG_API_KEY};
+use crate::helpers::{body, SERVICE};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+pub struct StiggApp {
+    pub t: BillingApp,
+    pub stigg: FakeStigg,
+}
+
+pub async fn spawn_stigg_app() -> StiggApp {
+    let stigg = FakeStigg::start().await;
+    let url = stigg.url();
+    let t = spawn_billing_app_with(&[
+        ("EDGEQUOTA__STIGG__API_KEY", STIGG_API_KEY),
+        ("EDGEQUOTA__STIGG__BASE_URL", url.as_str()),
+        ("EDGEQUOTA__STIGG__TIMEOUT_MS", "300"),
+        ("EDGEQUOTA__STIGG__REQUEST_BACKOFF_MS", "5"),
+        ("EDGEQUOTA__STIGG__RETRY_BASE_MS", "1000"),
+        ("EDGEQUOTA__STIGG__POLL_INTERVAL_MS", "20"),
+        (
+            "EDGEQUOTA__STRIPE__WEBHOOK_SECRETS",
+            crate::webhooks::SECRET,
+        ),
+        ("EDGEQUOTA__WEBHOOKS__POLL_INTERVAL_MS", "20"),
+    ])
+    .await;
+    StiggApp { t, stigg }
+}
+
+impl StiggApp {
+    /// The provisioning body for an org on trial: (org, body).
+    pub async fn trial_request(&self) -> (String, Value) {
+        let (org, customer, sub) = self.t.org_on_trial().await;
+        let request = json!({"orgId": org, "stripeCustomerId": customer,
+                             "stripeSubscriptionId": sub, "planCode": "plan_starter_m"});
+        (org, request)
+    }
+
+    pub async fn status(&self, org: &str) -> reqwest::Response {
+        self.t
+            .app
+            .get(&format!("/api/stigg/provision.status?orgId={org}"), SERVICE)
+            .await
+    }
+
+    /// Polls until the org's provisioning is in `state` (5 s at most).
+    pub async fn wait_for_state(&self, org: &str, state: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let res = self.status(org).await;
+            if res.status() == 200 {
+                let b = body(res).await;
+                if b["state"] == state {
+                    return b;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "provisioning never became {state}"
+            );
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
