@@ -160,7 +160,9 @@ impl Provisioning {
                 version: previous.as_ref().map_or(1, |p| p.version + 1),
                 attempts: 0,
                 last_error: None,
-                next_attempt_ms: now,
+                // The caller's own tries come first; the supervisor takes over after
+                // them (or after a crash during them).
+                next_attempt_ms: now + self.request_window_ms(),
                 // Provisioning the customer again is harmless (a duplicate is success),
                 // and it refreshes its name and billing id in Stigg.
                 customer_done: false,
@@ -258,6 +260,16 @@ impl Provisioning {
         if let Some(wake) = self.wake.get() {
             wake();
         }
+    }
+
+    /// How long a request's own tries may take (timeouts plus backoffs).
+    fn request_window_ms(&self) -> i64 {
+        let tries = u64::from(self.settings.request_attempts);
+        let backoffs = self
+            .settings
+            .request_backoff_ms
+            .saturating_mul((1 << tries) - 1);
+        (tries * self.settings.timeout_ms + backoffs) as i64
     }
 
     fn backoff(&self, attempts: u32) -> i64 {
