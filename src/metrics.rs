@@ -30,6 +30,7 @@ pub struct Inner {
     pub rollover_orgs: IntCounter,
     pub current_period: IntGauge,
     pub idempotency_purged: IntCounter,
+    pub idempotency_entries: IntGauge,
     pub debug_log_dropped: IntCounter,
     pub stripe_requests: IntCounterVec,
     pub stripe_duration: HistogramVec,
@@ -43,6 +44,8 @@ pub struct Inner {
     pub stigg_outbox_depth: IntGauge,
     pub stigg_outbox_oldest_age: IntGauge,
     pub build_info: IntGauge,
+    /// Every metric family the service exports (not counting the process collector).
+    pub names: Vec<String>,
 }
 
 impl std::ops::Deref for Metrics {
@@ -65,26 +68,28 @@ fn name(n: &str) -> String {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
+        let names = std::cell::RefCell::new(Vec::new());
         let counter_vec = |n: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name(n), help), labels)
                 .unwrap_or_else(|e| panic!("metric {n}: {e}"));
-            register(&registry, c)
+            register(&registry, &names, c)
         };
         let counter = |n: &str, help: &str| {
             let c = IntCounter::new(name(n), help).unwrap_or_else(|e| panic!("metric {n}: {e}"));
-            register(&registry, c)
+            register(&registry, &names, c)
         };
         let gauge = |n: &str, help: &str| {
             let g = IntGauge::new(name(n), help).unwrap_or_else(|e| panic!("metric {n}: {e}"));
-            register(&registry, g)
+            register(&registry, &names, g)
         };
         let histogram = |n: &str, help: &str, buckets: Vec<f64>| {
             let h = Histogram::with_opts(HistogramOpts::new(name(n), help).buckets(buckets))
                 .unwrap_or_else(|e| panic!("metric {n}: {e}"));
-            register(&registry, h)
+            register(&registry, &names, h)
         };
         let http_duration = register(
             &registry,
+            &names,
             HistogramVec::new(
                 HistogramOpts::new(
                     name("http_request_duration_seconds"),
@@ -100,6 +105,7 @@ impl Metrics {
         );
         let stripe_duration = register(
             &registry,
+            &names,
             HistogramVec::new(
                 HistogramOpts::new(
                     name("stripe_request_duration_seconds"),
@@ -112,6 +118,7 @@ impl Metrics {
         );
         let stigg_duration = register(
             &registry,
+            &names,
             HistogramVec::new(
                 HistogramOpts::new(
                     name("stigg_request_duration_seconds"),
@@ -195,6 +202,10 @@ impl Metrics {
                 "idempotency_purged_total",
                 "Usage idempotency entries removed after the retention period",
             ),
+            idempotency_entries: gauge(
+                "idempotency_entries",
+                "Usage idempotency entries kept (recounted at each purge)",
+            ),
             debug_log_dropped: counter(
                 "debug_log_dropped_total",
                 "DebugLog entries dropped because the writer fell behind",
@@ -248,9 +259,10 @@ impl Metrics {
                 )
                 .unwrap_or_else(|e| panic!("metric build_info: {e}"));
                 g.set(1);
-                register(&registry, g)
+                register(&registry, &names, g)
             },
             registry,
+            names: names.into_inner(),
         };
         Metrics(Arc::new(inner))
     }
@@ -266,7 +278,14 @@ impl Metrics {
     }
 }
 
-fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    names: &std::cell::RefCell<Vec<String>>,
+    c: C,
+) -> C {
+    names
+        .borrow_mut()
+        .extend(c.desc().iter().map(|d| d.fq_name.clone()));
     // Registration only fails on duplicate names, a programming error caught by tests.
     if let Err(e) = registry.register(Box::new(c.clone())) {
         panic!("metric registration: {e}");

@@ -64,11 +64,14 @@ impl QuotaEngine {
             .spawn(move || {
                 let started = Instant::now();
                 match build.idem_filter.build_from(&build.store.ledger) {
-                    Ok(Some(keys)) => tracing::info!(
-                        keys,
-                        ms = started.elapsed().as_millis() as u64,
-                        "idempotency filter ready"
-                    ),
+                    Ok(Some(keys)) => {
+                        build.metrics.idempotency_entries.set(keys as i64);
+                        tracing::info!(
+                            keys,
+                            ms = started.elapsed().as_millis() as u64,
+                            "idempotency filter ready"
+                        )
+                    }
                     Ok(None) => {}
                     Err(e) => tracing::error!(error = %e, "idempotency filter scan failed; every record reads the store"),
                 }
@@ -149,6 +152,7 @@ impl QuotaEngine {
             m.usage_records.with_label_values(&["duplicate"]).inc();
         } else {
             m.usage_records.with_label_values(&["recorded"]).inc();
+            m.idempotency_entries.inc();
             m.usage_units
                 .with_label_values(&[metric.as_str()])
                 .inc_by(value);

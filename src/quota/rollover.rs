@@ -78,10 +78,16 @@ impl RolloverSupervisor {
         ctx.spawn(purge.into_actor(self).map(|res, act, _| {
             act.purging = false;
             match res {
-                Ok(n) => {
-                    act.engine.shared().metrics.idempotency_purged.inc_by(n);
-                    if n > 0 {
-                        tracing::info!(purged = n, "expired idempotency entries purged");
+                Ok(done) => {
+                    let metrics = &act.engine.shared().metrics;
+                    metrics.idempotency_purged.inc_by(done.purged);
+                    metrics.idempotency_entries.set(done.kept as i64);
+                    if done.purged > 0 {
+                        tracing::info!(
+                            purged = done.purged,
+                            kept = done.kept,
+                            "expired idempotency entries purged"
+                        );
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "idempotency purge failed"),

@@ -157,11 +157,18 @@ pub fn get_idem(
         .transpose()
 }
 
-/// Removes idempotency entries created before `cutoff_ms`; returns how many. Each entry
-/// is removed only if it is still the value that was read (compare-and-swap), so a
-/// request id recorded anew meanwhile is never lost.
-pub fn purge_idem_before(tree: &sled::Tree, cutoff_ms: i64) -> StoreResult<u64> {
-    let mut purged = 0;
+/// What a purge did: entries removed, and entries kept (the gauge of entries held).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    pub purged: u64,
+    pub kept: u64,
+}
+
+/// Removes idempotency entries created before `cutoff_ms`. Each entry is removed only if
+/// it is still the value that was read (compare-and-swap), so a request id recorded anew
+/// meanwhile is never lost.
+pub fn purge_idem_before(tree: &sled::Tree, cutoff_ms: i64) -> StoreResult<Purged> {
+    let mut out = Purged { purged: 0, kept: 0 };
     for item in tree.scan_prefix(IDEM_PREFIX) {
         let (key, value) = item?;
         let entry: IdemEntry = decode(TREE, IDEM_V, &value)?;
@@ -170,10 +177,12 @@ pub fn purge_idem_before(tree: &sled::Tree, cutoff_ms: i64) -> StoreResult<u64> 
                 .compare_and_swap(&key, Some(value), None::<&[u8]>)?
                 .is_ok()
         {
-            purged += 1;
+            out.purged += 1;
+        } else {
+            out.kept += 1;
         }
     }
-    Ok(purged)
+    Ok(out)
 }
 
 /// The key of every idempotency entry (to rebuild the in-memory filter at start).
@@ -244,9 +253,12 @@ mod tests {
         };
         apply(&t, [put_idem(&org, &old, &entry(1_000))]);
         apply(&t, [put_idem(&org, &new, &entry(9_000))]);
-        assert_eq!(purge_idem_before(&t, 5_000).unwrap(), 1);
+        assert_eq!(
+            purge_idem_before(&t, 5_000).unwrap(),
+            Purged { purged: 1, kept: 1 }
+        );
         assert!(get_idem(&t, &org, &old).unwrap().is_none());
         assert!(get_idem(&t, &org, &new).unwrap().is_some());
-        assert_eq!(purge_idem_before(&t, 5_000).unwrap(), 0);
+        assert_eq!(purge_idem_before(&t, 5_000).unwrap().purged, 0);
     }
 }

@@ -10,6 +10,7 @@ mod binary;
 mod fake_stigg;
 mod fake_stripe;
 mod observability;
+mod operator_kit;
 mod orgs;
 mod quota;
 mod rollover;
