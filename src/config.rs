@@ -165,6 +165,7 @@ pub struct WebhookSettings {
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
     pub poll_interval_ms: u64,
+    pub retention_days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -70,6 +70,8 @@ pub struct Webhooks {
     settings: WebhookSettings,
     /// Wakes the supervisor when an event is queued (set once it has started).
     wake: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// When finished events were last purged (at most hourly).
+    last_purge: std::sync::Mutex<Option<Instant>>,
 }
 
 enum Outcome {
@@ -94,6 +96,7 @@ impl Webhooks {
             secrets: secrets.into_iter().filter(|s| !s.is_empty()).collect(),
             settings,
             wake: std::sync::OnceLock::new(),
+            last_purge: std::sync::Mutex::new(None),
         }
     }
 
@@ -399,10 +402,39 @@ impl Webhooks {
         store::blocking(move || queue::list(&tree, state, after, limit)).await
     }
 
-    /// Refreshes the queue gauges (depth, oldest age, dead letters).
+    /// Refreshes the queue gauges (depth, oldest age, dead letters), and at most hourly
+    /// purges processed and ignored events past the retention (dead letters are kept
+    /// until replayed; Stripe's events API can still serve a purged event for 30 days).
     async fn refresh_gauges_logged(&self) {
         if let Err(e) = self.refresh_gauges().await {
             tracing::warn!(error = %e, "webhook gauges not refreshed");
+        }
+        let due = {
+            let mut last = self.last_purge.lock().unwrap_or_else(|p| p.into_inner());
+            let due = last.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600));
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            let tree = self.store.webhooks.clone();
+            let cutoff = self.now_ms() - i64::from(self.settings.retention_days) * 86_400_000;
+            let purged = store::blocking(move || {
+                let mut n = 0;
+                for state in [EventState::Processed, EventState::Ignored] {
+                    n += queue::purge_done_before(&tree, state, cutoff)?;
+                }
+                Ok(n)
+            })
+            .await;
+            match purged {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(purged = n, "finished webhook events past retention purged")
+                }
+                Err(e) => tracing::warn!(error = %e, "webhook purge failed"),
+            }
         }
     }
 

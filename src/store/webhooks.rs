@@ -183,6 +183,31 @@ pub fn list(
     Ok(out)
 }
 
+/// Removes events in `state` finished before `cutoff_ms`; returns how many.
+pub fn purge_done_before(tree: &sled::Tree, state: EventState, cutoff_ms: i64) -> StoreResult<u64> {
+    let mut purged = 0;
+    for event in list(tree, state, None, usize::MAX)? {
+        if event.done_ms.is_some_and(|ms| ms < cutoff_ms) && replace_removed(tree, &event)? {
+            purged += 1;
+        }
+    }
+    Ok(purged)
+}
+
+/// Removes `expected` (and its index entry) if it is still stored as read.
+fn replace_removed(tree: &sled::Tree, expected: &WebhookEvent) -> StoreResult<bool> {
+    let key = event_key(&expected.id);
+    let old_value = encode(EVENT_V, expected);
+    finish(tree.transaction(|t| {
+        if t.get(&key)?.as_deref() != Some(old_value.as_slice()) {
+            return Ok(false);
+        }
+        t.remove(key.as_slice())?;
+        t.remove(index_key(expected.state, expected.seq))?;
+        Ok(true)
+    }))
+}
+
 /// How many events are in `state`.
 pub fn count(tree: &sled::Tree, state: EventState) -> usize {
     tree.scan_prefix(index_prefix(state)).keys().count()
@@ -237,6 +262,24 @@ mod tests {
             list(&t, EventState::Queued, Some(1), 10).unwrap()[0].id,
             "evt_b"
         );
+    }
+
+    #[test]
+    fn finished_events_older_than_the_cutoff_are_purged() {
+        let t = tree();
+        for (id, seq, done) in [("evt_old", 1, 1_000), ("evt_new", 2, 9_000)] {
+            let mut e = event(id, seq);
+            e.state = EventState::Processed;
+            e.done_ms = Some(done);
+            insert(&t, &e).unwrap();
+        }
+        assert_eq!(
+            purge_done_before(&t, EventState::Processed, 5_000).unwrap(),
+            1
+        );
+        assert!(get(&t, "evt_old").unwrap().is_none());
+        assert!(get(&t, "evt_new").unwrap().is_some());
+        assert_eq!(count(&t, EventState::Processed), 1);
     }
 
     #[test]

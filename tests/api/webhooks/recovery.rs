@@ -196,3 +196,34 @@ async fn the_listing_pages_with_a_cursor() {
         .collect();
     assert_eq!(got, ids, "arrival order, no gaps or repeats");
 }
+
+#[actix_web::test]
+async fn finished_events_are_purged_after_the_retention() {
+    let t = spawn_webhook_app().await;
+    let (_, _, sub) = t.org_on_trial().await;
+    let event = subscription_event(&t, "customer.subscription.updated", &sub);
+    t.deliver(&event).await;
+    t.wait_for_event(event["id"].as_str().unwrap(), "processed")
+        .await;
+    let crate::billing::BillingApp { app, stripe } = t;
+    let dir = app.stop().await;
+    let url = stripe.url();
+    let later = crate::helpers::default_now() + chrono::Duration::days(31);
+    let app = crate::helpers::spawn_app_in(
+        dir,
+        later,
+        &[
+            ("EDGEQUOTA__STRIPE__API_KEY", crate::fake_stripe::API_KEY),
+            ("EDGEQUOTA__STRIPE__BASE_URL", url.as_str()),
+            ("EDGEQUOTA__STRIPE__WEBHOOK_SECRETS", super::SECRET),
+            ("EDGEQUOTA__WEBHOOKS__POLL_INTERVAL_MS", "20"),
+        ],
+    )
+    .await;
+    let t = crate::billing::BillingApp { app, stripe };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !t.events_in("processed").await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "never purged");
+        actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
