@@ -723,10 +723,9 @@ impl BillingService {
         if let (Some(l), None) = (local.as_ref(), theirs) {
             // Another subscription is on record: switch only if that one is over.
             if l.is_live()
-                && self
-                    .fetch(&l.id)
-                    .await?
-                    .is_some_and(|s| s.status != "canceled")
+                && self.fetch(&l.id).await?.is_some_and(|s| {
+                    !matches!(s.status.as_str(), "canceled" | "incomplete_expired")
+                })
             {
                 tracing::warn!(%org, kept = %l.id, ignored = subscription_id, "event for a subscription other than the org's live one");
                 return Ok(Converged::NotTheOrgs);
@@ -781,7 +780,7 @@ impl BillingService {
         let after = billed(Some(&mirrored));
         rec.subscription = Some(mirrored);
         self.engine.apply_billing(org, rec).await?;
-        if theirs.is_some() && before != after {
+        if before != after {
             self.plan_changed(org, after, Strategy::Immediate).await;
         }
         Ok(Converged::Updated)

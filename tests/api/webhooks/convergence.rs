@@ -185,3 +185,41 @@ async fn an_event_for_a_customer_of_no_org_is_ignored() {
         "{e}"
     );
 }
+
+#[actix_web::test]
+async fn a_subscription_created_outside_the_service_is_adopted() {
+    let t = spawn_webhook_app().await;
+    let (org, customer) = t.org_with_customer().await;
+    // Created in Stripe's dashboard, not through the service.
+    let price = t.stripe.price_id("plan_pro_m").unwrap();
+    let created = reqwest::Client::new()
+        .post(format!("{}v1/subscriptions", t.stripe.url()))
+        .bearer_auth(crate::fake_stripe::API_KEY)
+        .form(&[
+            ("customer", customer.as_str()),
+            ("items[0][price]", price.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let sub = created.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    t.deliver(&subscription_event(
+        &t,
+        "customer.subscription.created",
+        &sub,
+    ))
+    .await;
+    t.wait_for_plan(&org, "plan_pro_m").await;
+    // And the service now treats it as the org's subscription.
+    let b = t
+        .ok(
+            "/api/stripe/subscription.create",
+            json!({"orgId": org, "priceLookup": "plan_starter_m"}),
+        )
+        .await;
+    assert_eq!(b["subscriptionId"], sub.as_str());
+}
