@@ -173,11 +173,11 @@ impl Application {
             settings.stripe.webhook_secrets.clone(),
             settings.webhooks.clone(),
         ));
-        let (webhook_supervisor, wake) = billing::queue_supervisor::start(
+        let webhook_supervisor = billing::queue_supervisor::start(
             webhooks.clone(),
+            webhooks.waker(),
             Duration::from_millis(settings.webhooks.poll_interval_ms),
         );
-        webhooks.set_waker(wake);
         let stigg = billing::stigg::StiggClient::from_settings(&settings.stigg, metrics.clone())
             .map_err(StartError::Stripe)?;
         if stigg.is_none() {
@@ -189,11 +189,11 @@ impl Application {
             metrics.clone(),
             settings.stigg.clone(),
         ));
-        let (stigg_supervisor, wake) = billing::queue_supervisor::start(
+        let stigg_supervisor = billing::queue_supervisor::start(
             provisioning.clone(),
+            provisioning.waker(),
             Duration::from_millis(settings.stigg.poll_interval_ms),
         );
-        provisioning.set_waker(wake);
         {
             let provisioning = provisioning.clone();
             billing.set_plan_listener(Box::new(move |org, plan, strategy| {

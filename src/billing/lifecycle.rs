@@ -8,15 +8,14 @@
 //! for one org (20 customer.ensure at once, say) run one after another, and each later one
 //! finds what the first stored. The lock is per org, so orgs never wait on each other.
 
+use super::locks::{KeyGuard, KeyedLocks};
 use super::stripe::{StripeApi, StripeFailure, SubscriptionSnapshot};
 use crate::domain::{BillingRecord, OrgId, PendingChange, Plan, PlanCode, SubscriptionRecord};
 use crate::quota::{EngineError, QuotaEngine};
 use crate::store::outbox::Strategy;
 use crate::store::{self, customers, orgs};
-use dashmap::DashMap;
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
-use tokio::sync::{Mutex, OwnedMutexGuard};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BillingError {
@@ -115,24 +114,9 @@ pub type PlanListener =
 pub struct BillingService {
     stripe: Option<StripeApi>,
     engine: Arc<QuotaEngine>,
-    locks: DashMap<OrgId, Arc<Mutex<()>>>,
+    locks: KeyedLocks<OrgId>,
     portal_return_url: String,
     plan_listener: std::sync::OnceLock<PlanListener>,
-}
-
-/// Holds one org's billing lock; forgets the org's mutex when nobody else waits on it.
-struct OrgLock<'a> {
-    guard: Option<OwnedMutexGuard<()>>,
-    org: OrgId,
-    locks: &'a DashMap<OrgId, Arc<Mutex<()>>>,
-}
-
-impl Drop for OrgLock<'_> {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        self.locks
-            .remove_if(&self.org, |_, m| Arc::strong_count(m) == 1);
-    }
 }
 
 impl BillingService {
@@ -144,7 +128,7 @@ impl BillingService {
         Self {
             stripe,
             engine,
-            locks: DashMap::new(),
+            locks: KeyedLocks::default(),
             portal_return_url,
             plan_listener: std::sync::OnceLock::new(),
         }
@@ -168,13 +152,8 @@ impl BillingService {
         self.stripe.as_ref().ok_or(BillingError::NotConfigured)
     }
 
-    async fn lock(&self, org: &OrgId) -> OrgLock<'_> {
-        let mutex = self.locks.entry(org.clone()).or_default().clone();
-        OrgLock {
-            guard: Some(mutex.lock_owned().await),
-            org: org.clone(),
-            locks: &self.locks,
-        }
+    async fn lock(&self, org: &OrgId) -> KeyGuard<'_, OrgId> {
+        self.locks.lock(org).await
     }
 
     fn now_unix(&self) -> i64 {

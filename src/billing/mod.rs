@@ -5,6 +5,7 @@
 
 pub mod events;
 pub mod lifecycle;
+pub mod locks;
 pub mod provisioning;
 pub mod queue_supervisor;
 pub mod signature;

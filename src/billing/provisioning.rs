@@ -5,7 +5,8 @@
 //! it or refuses it for good. Plan changes made through Stripe (upgrade, scheduled
 //! downgrade, cancellation) enqueue a re-provisioning of the same org the same way.
 
-use super::queue_supervisor::Drain;
+use super::locks::KeyedLocks;
+use super::queue_supervisor::{backoff_ms, Drain, Waker};
 use super::stigg::{StiggClient, StiggFailure};
 use crate::config::StiggSettings;
 use crate::domain::{OrgId, PlanCode};
@@ -13,12 +14,9 @@ use crate::metrics::Metrics;
 use crate::quota::{EngineError, QuotaEngine};
 use crate::store::outbox::{self, JobState, ProvisionJob, Strategy};
 use crate::store::{self, orgs, StoreError};
-use dashmap::DashMap;
 use futures_util::future::{BoxFuture, FutureExt};
-use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
@@ -57,8 +55,8 @@ pub struct Provisioning {
     metrics: Metrics,
     settings: StiggSettings,
     /// One attempt per org at a time (the request's own tries and the supervisor's).
-    locks: DashMap<String, Arc<Mutex<()>>>,
-    wake: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    locks: KeyedLocks<String>,
+    waker: Waker,
 }
 
 impl Provisioning {
@@ -73,13 +71,13 @@ impl Provisioning {
             engine,
             metrics,
             settings,
-            locks: DashMap::new(),
-            wake: std::sync::OnceLock::new(),
+            locks: KeyedLocks::default(),
+            waker: Waker::default(),
         }
     }
 
-    pub fn set_waker(&self, wake: impl Fn() + Send + Sync + 'static) {
-        let _ = self.wake.set(Box::new(wake));
+    pub fn waker(&self) -> &Waker {
+        &self.waker
     }
 
     pub fn is_configured(&self) -> bool {
@@ -195,14 +193,14 @@ impl Provisioning {
                     delay *= 2;
                 }
                 JobState::Pending => {
-                    self.wake();
+                    self.waker.wake();
                     return Err(ProvisionError::Pending(
                         now.last_error.unwrap_or_else(|| "no answer".into()),
                     ));
                 }
             }
         }
-        self.wake();
+        self.waker.wake();
         Err(ProvisionError::Pending("not attempted".into()))
     }
 
@@ -246,19 +244,13 @@ impl Provisioning {
             };
             if self.save(Some(previous.version), job).await? {
                 tracing::info!(%org, %plan, strategy = strategy.as_graphql(), "Stigg re-provisioning queued");
-                self.wake();
+                self.waker.wake();
             }
             Ok(())
         }
         .await;
         if let Err(e) = result {
             tracing::error!(%org, error = %e, "could not queue Stigg re-provisioning");
-        }
-    }
-
-    fn wake(&self) {
-        if let Some(wake) = self.wake.get() {
-            wake();
         }
     }
 
@@ -272,22 +264,11 @@ impl Provisioning {
         (tries * self.settings.timeout_ms + backoffs) as i64
     }
 
-    fn backoff(&self, attempts: u32) -> i64 {
-        let base = self.settings.retry_base_ms.max(1);
-        let exp = base.saturating_mul(1u64 << attempts.saturating_sub(1).min(30));
-        let capped = exp.min(self.settings.retry_max_ms.max(base));
-        (capped + rand::thread_rng().gen_range(0..=capped / 5)) as i64
-    }
-
     /// One attempt at the org's pending job (if due, or `force`); returns the job as
     /// stored afterwards.
     async fn run(&self, org: &str, force: bool) -> Result<Option<ProvisionJob>, StoreError> {
-        let lock = self.locks.entry(org.to_owned()).or_default().clone();
-        let guard = lock.lock().await;
-        let result = self.run_locked(org, force).await;
-        drop(guard);
-        self.locks.remove_if(org, |_, m| Arc::strong_count(m) == 1);
-        result
+        let _guard = self.locks.lock(&org.to_owned()).await;
+        self.run_locked(org, force).await
     }
 
     async fn run_locked(&self, org: &str, force: bool) -> Result<Option<ProvisionJob>, StoreError> {
@@ -341,7 +322,12 @@ impl Provisioning {
             }
             Err(StiggFailure::Transient(e)) => {
                 next.last_error = Some(format!("Stigg is unavailable: {e}"));
-                next.next_attempt_ms = self.now_ms() + self.backoff(next.attempts);
+                next.next_attempt_ms = self.now_ms()
+                    + backoff_ms(
+                        self.settings.retry_base_ms,
+                        next.attempts,
+                        self.settings.retry_max_ms,
+                    ) as i64;
                 tracing::warn!(org, attempts = next.attempts, error = %e, correlation_id = %next.correlation_id, "Stigg provisioning failed; will retry");
             }
         }

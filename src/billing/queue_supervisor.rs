@@ -114,19 +114,50 @@ impl<D: Drain> Handler<Stop> for QueueSupervisor<D> {
     }
 }
 
-/// Starts a supervised drainer for `queue`; returns its address and a waker that holds
-/// only a weak address (a strong one held by the queue would keep restarting the
-/// supervisor after its `Stop`).
-pub fn start<D: Drain>(
-    queue: Arc<D>,
-    poll: Duration,
-) -> (Addr<QueueSupervisor<D>>, impl Fn() + Send + Sync + 'static) {
+/// What a queue calls when it has queued work: wakes its supervisor once one is started.
+#[derive(Default)]
+pub struct Waker(std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>);
+
+impl Waker {
+    pub fn wake(&self) {
+        if let Some(wake) = self.0.get() {
+            wake();
+        }
+    }
+}
+
+/// Jittered exponential backoff after `attempts` failures: `base_ms` doubled per attempt
+/// after the first, capped at `max_ms`, plus up to 20 % so retries do not align.
+pub fn backoff_ms(base_ms: u64, attempts: u32, max_ms: u64) -> u64 {
+    let base = base_ms.max(1);
+    let exp = base.saturating_mul(1u64 << attempts.saturating_sub(1).min(30));
+    let capped = exp.min(max_ms.max(base));
+    capped + rand::Rng::gen_range(&mut rand::thread_rng(), 0..=capped / 5)
+}
+
+/// Starts a supervised drainer for `queue` and connects `waker` to it. The waker holds
+/// only a weak address: a strong one held by the queue would keep restarting the
+/// supervisor after its `Stop`.
+pub fn start<D: Drain>(queue: Arc<D>, waker: &Waker, poll: Duration) -> Addr<QueueSupervisor<D>> {
     let addr = Supervisor::start(move |_| QueueSupervisor::new(queue, poll));
     let weak = addr.downgrade();
-    let wake = move || {
+    let _ = waker.0.set(Box::new(move || {
         if let Some(addr) = weak.upgrade() {
             addr.do_send(Wake);
         }
-    };
-    (addr, wake)
+    }));
+    addr
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_ms;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_bounded_jitter() {
+        for (attempts, low) in [(1, 100), (2, 200), (3, 400), (10, 1_000)] {
+            let d = backoff_ms(100, attempts, 1_000);
+            assert!((low..=low + low / 5).contains(&d), "{attempts}: {d}");
+        }
+    }
 }

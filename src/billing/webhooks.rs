@@ -7,7 +7,7 @@
 
 use super::events::{self, EventRef};
 use super::lifecycle::{BillingError, BillingService};
-use super::queue_supervisor::Drain;
+use super::queue_supervisor::{backoff_ms, Drain, Waker};
 use super::signature::{self, SignatureError};
 use crate::clock::SharedClock;
 use crate::config::{Secret, WebhookSettings};
@@ -15,7 +15,6 @@ use crate::metrics::Metrics;
 use crate::store::webhooks::{self as queue, EventState, Inserted, WebhookEvent};
 use crate::store::{self, Store, StoreError};
 use futures_util::future::{BoxFuture, FutureExt};
-use rand::Rng;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,8 +67,8 @@ pub struct Webhooks {
     metrics: Metrics,
     secrets: Vec<Secret>,
     settings: WebhookSettings,
-    /// Wakes the supervisor when an event is queued (set once it has started).
-    wake: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// Wakes the supervisor when an event is queued.
+    waker: Waker,
     /// When finished events were last purged (at most hourly).
     last_purge: std::sync::Mutex<Option<Instant>>,
 }
@@ -95,13 +94,13 @@ impl Webhooks {
             metrics,
             secrets: secrets.into_iter().filter(|s| !s.is_empty()).collect(),
             settings,
-            wake: std::sync::OnceLock::new(),
+            waker: Waker::default(),
             last_purge: std::sync::Mutex::new(None),
         }
     }
 
-    pub fn set_waker(&self, wake: impl Fn() + Send + Sync + 'static) {
-        let _ = self.wake.set(Box::new(wake));
+    pub fn waker(&self) -> &Waker {
+        &self.waker
     }
 
     fn now_ms(&self) -> i64 {
@@ -152,7 +151,7 @@ impl Webhooks {
         };
         self.count(family, outcome);
         if outcome == "queued" {
-            self.wake();
+            self.waker.wake();
         }
         Ok(Accepted {
             event_id: parsed.id,
@@ -190,12 +189,6 @@ impl Webhooks {
         let inserted = store::blocking(move || queue::insert(&tree, &event)).await?;
         self.store.flush().await?;
         Ok(inserted)
-    }
-
-    fn wake(&self) {
-        if let Some(wake) = self.wake.get() {
-            wake();
-        }
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<WebhookEvent>, StoreError> {
@@ -274,7 +267,12 @@ impl Webhooks {
             self.count(family, "dead");
         } else {
             next.state = EventState::Queued;
-            next.next_attempt_ms = self.now_ms() + self.backoff(next.attempts).as_millis() as i64;
+            next.next_attempt_ms = self.now_ms()
+                + backoff_ms(
+                    self.settings.retry_base_ms,
+                    next.attempts,
+                    self.settings.retry_max_ms,
+                ) as i64;
             tracing::warn!(event = %event.id, attempts = next.attempts, error, "webhook event failed; will retry");
             self.count(family, "failed");
         }
@@ -294,14 +292,6 @@ impl Webhooks {
                 }
             }
         }
-    }
-
-    fn backoff(&self, attempts: u32) -> Duration {
-        let base = self.settings.retry_base_ms.max(1);
-        let exp = base.saturating_mul(1u64 << attempts.saturating_sub(1).min(30));
-        let capped = exp.min(self.settings.retry_max_ms.max(base));
-        let jitter = rand::thread_rng().gen_range(0..=capped / 5);
-        Duration::from_millis(capped + jitter)
     }
 
     async fn replace(&self, old: &WebhookEvent, new: &WebhookEvent) -> Result<(), StoreError> {
@@ -386,7 +376,7 @@ impl Webhooks {
             enqueued += 1;
         }
         if enqueued > 0 {
-            self.wake();
+            self.waker.wake();
         }
         Ok(Replayed { enqueued, missing })
     }

@@ -7,6 +7,7 @@ use super::error::ApiResult;
 use super::extract::{Auth, Json};
 use super::fields::{self, Fields};
 use super::AppState;
+use crate::domain::OrgId;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
@@ -17,19 +18,26 @@ pub struct OrgBody {
     org_id: Option<String>,
 }
 
+/// Checks a body that names only the org: Stripe configured, `orgId` valid and the
+/// caller's.
+fn accept_org(state: &AppState, auth: &Auth, req: &HttpRequest, body: OrgBody) -> ApiResult<OrgId> {
+    require_stripe(state)?;
+    let mut f = Fields::new();
+    let Some(org) = org_field(&mut f, body.org_id.as_deref()) else {
+        return Err(f.error());
+    };
+    auth.require_org(&org)?;
+    tag_org(req, &org);
+    Ok(org)
+}
+
 pub async fn setup_intent(
     state: web::Data<AppState>,
     auth: Auth,
     req: HttpRequest,
     Json(body): Json<OrgBody>,
 ) -> ApiResult<HttpResponse> {
-    require_stripe(&state)?;
-    let mut f = Fields::new();
-    let Some(org) = org_field(&mut f, body.org_id.as_deref()) else {
-        return Err(f.error());
-    };
-    auth.require_org(&org)?;
-    tag_org(&req, &org);
+    let org = accept_org(&state, &auth, &req, body)?;
     let secret = state.billing.setup_intent(&org).await?;
     Ok(HttpResponse::Ok().json(json!({ "clientSecret": secret })))
 }
@@ -66,13 +74,7 @@ pub async fn portal(
     req: HttpRequest,
     Json(body): Json<OrgBody>,
 ) -> ApiResult<HttpResponse> {
-    require_stripe(&state)?;
-    let mut f = Fields::new();
-    let Some(org) = org_field(&mut f, body.org_id.as_deref()) else {
-        return Err(f.error());
-    };
-    auth.require_org(&org)?;
-    tag_org(&req, &org);
+    let org = accept_org(&state, &auth, &req, body)?;
     let url = state.billing.portal(&org).await?;
     Ok(HttpResponse::Ok().json(json!({ "url": url })))
 }

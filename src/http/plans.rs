@@ -19,7 +19,14 @@ pub struct ChangeBody {
     proration_date_unix: Option<i64>,
 }
 
-fn parse(body: ChangeBody) -> ApiResult<(crate::domain::OrgId, String, Option<i64>)> {
+/// Checks a plan-change request: Stripe configured, fields valid, the caller's org.
+fn accept(
+    state: &AppState,
+    auth: &Auth,
+    req: &HttpRequest,
+    body: ChangeBody,
+) -> ApiResult<(crate::domain::OrgId, String, Option<i64>)> {
+    require_stripe(state)?;
     let mut f = Fields::new();
     let org = org_field(&mut f, body.org_id.as_deref());
     let plan = f.required("newPlanCode", body.new_plan_code, fields::plan_code);
@@ -29,10 +36,15 @@ fn parse(body: ChangeBody) -> ApiResult<(crate::domain::OrgId, String, Option<i6
             "must be a positive Unix time in seconds",
         );
     }
-    match (org, plan) {
-        (Some(org), Some(plan)) if f.is_clean() => Ok((org, plan, body.proration_date_unix)),
-        _ => Err(f.error()),
+    let (Some(org), Some(plan)) = (org, plan) else {
+        return Err(f.error());
+    };
+    if !f.is_clean() {
+        return Err(f.error());
     }
+    auth.require_org(&org)?;
+    tag_org(req, &org);
+    Ok((org, plan, body.proration_date_unix))
 }
 
 pub async fn preview(
@@ -41,10 +53,7 @@ pub async fn preview(
     req: HttpRequest,
     Json(body): Json<ChangeBody>,
 ) -> ApiResult<HttpResponse> {
-    require_stripe(&state)?;
-    let (org, plan, _) = parse(body)?;
-    auth.require_org(&org)?;
-    tag_org(&req, &org);
+    let (org, plan, _) = accept(&state, &auth, &req, body)?;
     let p = state.billing.preview(&org, &plan).await?;
     let items: Vec<_> = p
         .items
@@ -74,10 +83,7 @@ pub async fn upgrade_now(
     req: HttpRequest,
     Json(body): Json<ChangeBody>,
 ) -> ApiResult<HttpResponse> {
-    require_stripe(&state)?;
-    let (org, plan, proration_date) = parse(body)?;
-    auth.require_org(&org)?;
-    tag_org(&req, &org);
+    let (org, plan, proration_date) = accept(&state, &auth, &req, body)?;
     let plan = state
         .billing
         .upgrade_now(&org, &plan, proration_date)
@@ -91,10 +97,7 @@ pub async fn downgrade_schedule(
     req: HttpRequest,
     Json(body): Json<ChangeBody>,
 ) -> ApiResult<HttpResponse> {
-    require_stripe(&state)?;
-    let (org, plan, _) = parse(body)?;
-    auth.require_org(&org)?;
-    tag_org(&req, &org);
+    let (org, plan, _) = accept(&state, &auth, &req, body)?;
     let pending = state.billing.schedule_downgrade(&org, &plan).await?;
     Ok(HttpResponse::Ok().json(json!({
         "effectiveAt": fields::rfc3339(pending.effective_unix),

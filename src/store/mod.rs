@@ -99,3 +99,14 @@ where
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
 }
+
+/// A sled transaction's result with the abort reason or storage error as a `StoreError`.
+pub fn transaction_result<T>(
+    r: Result<T, sled::transaction::TransactionError<StoreError>>,
+) -> StoreResult<T> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(sled::transaction::TransactionError::Abort(e)) => Err(e),
+        Err(sled::transaction::TransactionError::Storage(e)) => Err(e.into()),
+    }
+}

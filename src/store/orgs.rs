@@ -2,10 +2,10 @@
 //! creation (key → payload fingerprint + the exact body answered).
 
 use super::codec::{decode, encode};
-use super::{StoreError, StoreResult};
+use super::{transaction_result, StoreError, StoreResult};
 use crate::domain::OrgId;
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
 const ORG_V: u8 = 1;
@@ -55,11 +55,9 @@ pub fn create(
         orgs.insert(record.org_id.as_str().as_bytes(), value.clone())?;
         Ok::<_, ConflictableTransactionError<StoreError>>(None)
     });
-    match result {
-        Ok(None) => Ok(CreateOutcome::Created),
-        Ok(Some(bytes)) => Ok(CreateOutcome::Replayed(decode("org_idem", IDEM_V, &bytes)?)),
-        Err(TransactionError::Abort(e)) => Err(e),
-        Err(TransactionError::Storage(e)) => Err(e.into()),
+    match transaction_result(result)? {
+        None => Ok(CreateOutcome::Created),
+        Some(bytes) => Ok(CreateOutcome::Replayed(decode("org_idem", IDEM_V, &bytes)?)),
     }
 }
 

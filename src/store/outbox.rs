@@ -8,9 +8,9 @@
 //! the result of an older one).
 
 use super::codec::{decode, encode};
-use super::{StoreError, StoreResult};
+use super::{transaction_result, StoreError, StoreResult};
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::ConflictableTransactionError;
 
 const TREE: &str = "stigg_outbox";
 const JOB_V: u8 = 1;
@@ -85,14 +85,6 @@ fn pending_key(org: &str) -> Vec<u8> {
     k
 }
 
-fn finish<T>(r: Result<T, TransactionError<StoreError>>) -> StoreResult<T> {
-    match r {
-        Ok(v) => Ok(v),
-        Err(TransactionError::Abort(e)) => Err(e),
-        Err(TransactionError::Storage(e)) => Err(e.into()),
-    }
-}
-
 pub fn get(tree: &sled::Tree, org: &str) -> StoreResult<Option<ProvisionJob>> {
     tree.get(job_key(org))?
         .map(|v| decode(TREE, JOB_V, &v))
@@ -108,7 +100,7 @@ pub fn put_if_version(
 ) -> StoreResult<bool> {
     let key = job_key(&job.org);
     let value = encode(JOB_V, job);
-    finish(tree.transaction(|t| {
+    transaction_result(tree.transaction(|t| {
         let current = match t.get(&key)? {
             Some(v) => Some(
                 decode::<ProvisionJob>(TREE, JOB_V, &v)

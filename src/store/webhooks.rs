@@ -11,9 +11,9 @@
 //! supervisor and the job endpoint — cannot both record an outcome).
 
 use super::codec::{decode, encode};
-use super::{StoreError, StoreResult};
+use super::{transaction_result, StoreError, StoreResult};
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::ConflictableTransactionError;
 
 const TREE: &str = "webhooks";
 const EVENT_V: u8 = 1;
@@ -103,19 +103,11 @@ fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
     ConflictableTransactionError::Abort(e)
 }
 
-fn finish<T>(r: Result<T, TransactionError<StoreError>>) -> StoreResult<T> {
-    match r {
-        Ok(v) => Ok(v),
-        Err(TransactionError::Abort(e)) => Err(e),
-        Err(TransactionError::Storage(e)) => Err(e.into()),
-    }
-}
-
 /// Stores `event` and its index entry unless an event with its id exists.
 pub fn insert(tree: &sled::Tree, event: &WebhookEvent) -> StoreResult<Inserted> {
     let key = event_key(&event.id);
     let value = encode(EVENT_V, event);
-    finish(tree.transaction(|t| {
+    transaction_result(tree.transaction(|t| {
         if let Some(existing) = t.get(&key)? {
             let existing = decode(TREE, EVENT_V, &existing).map_err(abort)?;
             return Ok(Inserted::Duplicate(Box::new(existing)));
@@ -142,7 +134,7 @@ pub fn replace(
     let key = event_key(&expected.id);
     let old_value = encode(EVENT_V, expected);
     let new_value = encode(EVENT_V, new);
-    finish(tree.transaction(|t| {
+    transaction_result(tree.transaction(|t| {
         if t.get(&key)?.as_deref() != Some(old_value.as_slice()) {
             return Ok(false);
         }
@@ -198,7 +190,7 @@ pub fn purge_done_before(tree: &sled::Tree, state: EventState, cutoff_ms: i64) -
 fn replace_removed(tree: &sled::Tree, expected: &WebhookEvent) -> StoreResult<bool> {
     let key = event_key(&expected.id);
     let old_value = encode(EVENT_V, expected);
-    finish(tree.transaction(|t| {
+    transaction_result(tree.transaction(|t| {
         if t.get(&key)?.as_deref() != Some(old_value.as_slice()) {
             return Ok(false);
         }
