@@ -89,6 +89,14 @@ impl Handler<Echo> for Noop {
     }
 }
 
+/// The store as the service opens it by default (fdatasync on).
+fn options() -> edgequota::store::OpenOptions {
+    edgequota::store::OpenOptions {
+        cache_capacity_bytes: 256 * 1024 * 1024,
+        fdatasync: true,
+    }
+}
+
 /// An engine on a temporary sled directory, as `Application::build` wires it.
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -102,14 +110,10 @@ impl Fixture {
     /// Must run inside the actix `System` (the engine starts arbiters).
     async fn start(orgs: usize) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path(), 256 * 1024 * 1024).expect("open store");
+        let store = Store::open(dir.path(), options()).expect("open store");
         let metrics = Metrics::new();
-        let writer = GroupCommitWriter::start(
-            store.db.clone(),
-            store.ledger.clone(),
-            4096,
-            metrics.clone(),
-        );
+        let writer =
+            GroupCommitWriter::start(store.clone(), 4096, metrics.clone()).expect("writer");
         let catalogue = Arc::new(Catalogue::from_toml(DEFAULT_PLANS_TOML).expect("catalogue"));
         let clock: SharedClock = Arc::new(SystemClock);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -153,7 +157,10 @@ impl Fixture {
                 let engine = engine.clone();
                 let metric = metric.clone();
                 async move {
-                    engine.check(org, &metric, 1).await.expect("warm-up check");
+                    engine
+                        .check(org, &metric, 1, chrono::Utc::now())
+                        .await
+                        .expect("warm-up check");
                 }
             })
             .await;
@@ -205,7 +212,10 @@ fn check_percentiles(system: &SystemRunner, fixture: &Fixture, calls: usize) {
         for _ in 0..calls {
             let org = &fixture.orgs[rng.below(fixture.orgs.len())];
             let started = Instant::now();
-            let outcome = fixture.engine.check(org, &metric, 1).await;
+            let outcome = fixture
+                .engine
+                .check(org, &metric, 1, chrono::Utc::now())
+                .await;
             out.push(started.elapsed().as_nanos() as u64);
             black_box(outcome.expect("check"));
         }
@@ -256,7 +266,10 @@ fn bench_actor_check(c: &mut Criterion) {
             system.block_on(async {
                 let started = Instant::now();
                 for &i in &picks {
-                    let outcome = fixture.engine.check(&fixture.orgs[i], &metric, 1).await;
+                    let outcome = fixture
+                        .engine
+                        .check(&fixture.orgs[i], &metric, 1, chrono::Utc::now())
+                        .await;
                     black_box(outcome.expect("check"));
                 }
                 started.elapsed()
@@ -292,6 +305,7 @@ fn bench_actor_check(c: &mut Criterion) {
     let local = system.block_on(async {
         let org = fixture.orgs[0].clone();
         let snapshot = Snapshot {
+            rolled_from: None,
             org,
             state: OrgState {
                 plan: PlanCode::free(),
@@ -339,7 +353,11 @@ fn bench_actor_check(c: &mut Criterion) {
             system.block_on(async {
                 let started = Instant::now();
                 stream::iter(&picks)
-                    .map(|&i| fixture.engine.check(&fixture.orgs[i], &metric, 1))
+                    .map(|&i| {
+                        fixture
+                            .engine
+                            .check(&fixture.orgs[i], &metric, 1, chrono::Utc::now())
+                    })
                     .buffer_unordered(IN_FLIGHT_CHECKS)
                     .for_each(|outcome| {
                         black_box(outcome.expect("check"));
@@ -398,9 +416,8 @@ fn bench_actor_check(c: &mut Criterion) {
 fn bench_commit(c: &mut Criterion) {
     let system = System::new();
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(dir.path(), 256 * 1024 * 1024).expect("open store");
-    let mut writer =
-        GroupCommitWriter::start(store.db.clone(), store.ledger.clone(), 4096, Metrics::new());
+    let store = Store::open(dir.path(), options()).expect("open store");
+    let mut writer = GroupCommitWriter::start(store.clone(), 4096, Metrics::new()).expect("writer");
     let handle = writer.handle();
     let orgs: Vec<OrgId> = (0..ORGS).map(|_| OrgId::generate()).collect();
     let period = PeriodKey::containing(chrono::Utc::now());

@@ -75,6 +75,8 @@ pub struct ServerSettings {
     pub workers: usize,
     pub body_limit_bytes: usize,
     pub webhook_body_limit_bytes: usize,
+    pub body_read_timeout_ms: u64,
+    pub max_connections: usize,
     pub shutdown_timeout_secs: u64,
     pub open_diagnostics: bool,
 }
@@ -85,6 +87,7 @@ pub struct StoreSettings {
     pub path: PathBuf,
     pub cache_capacity_bytes: u64,
     pub commit_max_batch: usize,
+    pub fdatasync: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -166,6 +169,8 @@ pub struct WebhookSettings {
     pub retry_max_ms: u64,
     pub poll_interval_ms: u64,
     pub retention_days: u32,
+    pub outage_budget_hours: u64,
+    pub outage_retry_max_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,6 +184,9 @@ pub struct StiggSettings {
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
     pub poll_interval_ms: u64,
+    pub max_attempts: u32,
+    pub outage_budget_hours: u64,
+    pub outage_retry_max_ms: u64,
 }
 
 impl Settings {
@@ -249,6 +257,19 @@ impl Settings {
         }
         if self.webhooks.poll_interval_ms == 0 {
             return bad("webhooks.poll_interval_ms must be at least 1");
+        }
+        if self.stigg.max_attempts < 1 {
+            return bad("stigg.max_attempts must be at least 1");
+        }
+        if self.webhooks.outage_retry_max_ms == 0 || self.stigg.outage_retry_max_ms == 0 {
+            return bad(
+                "webhooks.outage_retry_max_ms and stigg.outage_retry_max_ms must be at least 1",
+            );
+        }
+        if self.server.body_read_timeout_ms == 0 || self.server.max_connections == 0 {
+            return bad(
+                "server.body_read_timeout_ms and server.max_connections must be at least 1",
+            );
         }
         if !self.clock.start_at.is_empty()
             && chrono::DateTime::parse_from_rfc3339(&self.clock.start_at).is_err()

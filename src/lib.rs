@@ -1,6 +1,7 @@
 //! edgequota: an edge quota service. API gateways ask it whether an org may make one
 //! more call; per-org actors answer from memory, usage is recorded idempotently and
-//! durably in sled, and supervisors keep periods (and, later, billing) converged.
+//! durably in sled, billing lives in Stripe and is mirrored into Stigg, and supervisors
+//! keep periods, webhooks and provisioning converged.
 //!
 //! `Application::build` wires everything and binds the port (port 0 for tests);
 //! `run_until_stopped` serves until SIGTERM/SIGINT or `stop`, then drains in order.
@@ -11,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod debug_log;
 pub mod domain;
+pub mod errors;
 pub mod http;
 pub mod metrics;
 pub mod quota;
@@ -24,7 +26,7 @@ use billing::queue_supervisor::{self, QueueSupervisor};
 use clock::SharedClock;
 use config::Settings;
 use domain::Catalogue;
-use http::extract::BodyLimit;
+use http::extract::{BodyDeadline, BodyLimit};
 use http::AppState;
 use quota::engine::EngineConfig;
 use quota::rollover::RolloverSupervisor;
@@ -58,6 +60,8 @@ pub enum StartError {
         bind: String,
         source: std::io::Error,
     },
+    #[error("starting the commit writer thread: {0}")]
+    Writer(std::io::Error),
 }
 
 pub struct Application {
@@ -87,8 +91,15 @@ impl Application {
     ) -> Result<Self, StartError> {
         let catalogue =
             Arc::new(Catalogue::from_toml(&settings.plans_text()?).map_err(StartError::Plans)?);
-        let store = Store::open(&settings.store.path, settings.store.cache_capacity_bytes)
-            .map_err(|source| StartError::Store {
+        let options = store::OpenOptions {
+            cache_capacity_bytes: settings.store.cache_capacity_bytes,
+            fdatasync: settings.store.fdatasync,
+        };
+        if !settings.store.fdatasync {
+            tracing::warn!("store.fdatasync is off: a power loss can lose acknowledged writes");
+        }
+        let store =
+            Store::open(&settings.store.path, options).map_err(|source| StartError::Store {
                 path: settings.store.path.display().to_string(),
                 source,
             })?;
@@ -106,11 +117,11 @@ impl Application {
         }
         let metrics = metrics::Metrics::new();
         let writer = GroupCommitWriter::start(
-            store.db.clone(),
-            store.ledger.clone(),
+            store.clone(),
             settings.store.commit_max_batch,
             metrics.clone(),
-        );
+        )
+        .map_err(StartError::Writer)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let pick = |n: usize| if n == 0 { cores } else { n };
         let engine = Arc::new(QuotaEngine::start(
@@ -210,12 +221,14 @@ impl Application {
             auth: authenticator,
             settings: settings.clone(),
             metrics: metrics.clone(),
+            smoke: http::diag::SmokeCache::default(),
         });
         let observe = web::Data::new(http::context::Observe {
             metrics: metrics.clone(),
             debug_log,
         });
         let limit = BodyLimit(settings.server.body_limit_bytes);
+        let deadline = BodyDeadline(Duration::from_millis(settings.server.body_read_timeout_ms));
         let bind = settings.server.bind.clone();
         let bind_err = |source| StartError::Bind {
             bind: bind.clone(),
@@ -226,10 +239,12 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(observe.clone())
                 .app_data(limit)
+                .app_data(deadline)
                 .wrap(middleware::from_fn(http::context::middleware))
                 .configure(http::routes)
         })
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        .max_connections(settings.server.max_connections)
         .backlog(4096);
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
@@ -271,6 +286,11 @@ impl Application {
         self.engine.clone()
     }
 
+    /// The store's fault injection (tests only: inert unless armed).
+    pub fn faults(&self) -> Arc<store::faults::Faults> {
+        self.store.faults.clone()
+    }
+
     /// Serves until stopped, then: in-flight requests finish (the server's drain), the
     /// supervisor and actors stop, the writer commits what is queued, the store flushes.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
@@ -308,7 +328,7 @@ impl Application {
             tracing::error!(error = %e, "shutdown task failed");
         }
         if let Err(e) = store.flush().await {
-            tracing::error!(error = %e, "final store flush failed");
+            tracing::error!(error = %errors::chain(&e), "final store flush failed");
         }
         tracing::info!("shutdown complete");
         served

@@ -56,6 +56,10 @@ pub fn random_secret() -> String {
 impl Authenticator {
     /// Loads every org key from the store into the cache.
     pub fn load(admin: &[Secret], service: &[Secret], store: Store) -> StoreResult<Self> {
+        let added = api_keys::backfill_index(&store.api_keys, &store.api_keys_by_org)?;
+        if added > 0 {
+            tracing::info!(added, "per-org API key index built");
+        }
         let keys = DashMap::new();
         for record in api_keys::all(&store.api_keys) {
             let r = record?;
@@ -106,10 +110,11 @@ impl Authenticator {
             secret_sha256: digest(&secret),
             created_ms: now_ms,
             revoked_ms: None,
+            last4: secret[secret.len().saturating_sub(4)..].to_owned(),
         };
-        let tree = self.store.api_keys.clone();
+        let s = self.store.clone();
         let rec = record.clone();
-        store::blocking(move || api_keys::put(&tree, &rec)).await?;
+        store::blocking(move || api_keys::put(&s.api_keys, &s.api_keys_by_org, &rec)).await?;
         self.store.flush().await?;
         self.keys.insert(
             key_id.clone(),
@@ -129,27 +134,63 @@ impl Authenticator {
     }
 
     /// Revokes a key durably; revoking twice is harmless. `false` if the key is unknown.
+    /// The cache refuses the key before the store is written, so a revocation is
+    /// effective at once, even while its write is in flight.
     pub async fn revoke(&self, key: &KeyId, now_ms: i64) -> StoreResult<bool> {
-        let tree = self.store.api_keys.clone();
+        if let Some(mut e) = self.keys.get_mut(key) {
+            e.revoked = true;
+        }
+        let s = self.store.clone();
         let k = key.clone();
         let found = store::blocking(move || {
-            let Some(mut record) = api_keys::get(&tree, &k)? else {
+            let Some(mut record) = api_keys::get(&s.api_keys, &k)? else {
                 return Ok(false);
             };
             if record.revoked_ms.is_none() {
                 record.revoked_ms = Some(now_ms);
-                api_keys::put(&tree, &record)?;
+                api_keys::put(&s.api_keys, &s.api_keys_by_org, &record)?;
             }
             Ok(true)
         })
         .await?;
         if found {
             self.store.flush().await?;
-            if let Some(mut e) = self.keys.get_mut(key) {
+        }
+        Ok(found)
+    }
+
+    /// The org's keys that are not revoked, oldest first.
+    pub async fn list(&self, org: &OrgId) -> StoreResult<Vec<ApiKeyRecord>> {
+        let s = self.store.clone();
+        let org = org.clone();
+        let mut keys =
+            store::blocking(move || api_keys::of_org(&s.api_keys, &s.api_keys_by_org, &org))
+                .await?;
+        keys.retain(|k| k.revoked_ms.is_none());
+        keys.sort_by_key(|k| k.created_ms);
+        Ok(keys)
+    }
+
+    /// Revokes every key of `org` durably; returns how many were still active.
+    pub async fn revoke_all(&self, org: &OrgId, now_ms: i64) -> StoreResult<u64> {
+        let active = self.list(org).await?;
+        for k in &active {
+            if let Some(mut e) = self.keys.get_mut(&k.key_id) {
                 e.revoked = true;
             }
         }
-        Ok(found)
+        let s = self.store.clone();
+        let n = active.len() as u64;
+        store::blocking(move || {
+            for mut record in active {
+                record.revoked_ms = Some(now_ms);
+                api_keys::put(&s.api_keys, &s.api_keys_by_org, &record)?;
+            }
+            Ok(())
+        })
+        .await?;
+        self.store.flush().await?;
+        Ok(n)
     }
 }
 
@@ -168,7 +209,11 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let options = crate::store::OpenOptions {
+            cache_capacity_bytes: 1 << 20,
+            fdatasync: true,
+        };
+        let s = Store::open(dir.path(), options).unwrap();
         (dir, s)
     }
 

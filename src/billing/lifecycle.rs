@@ -12,7 +12,7 @@ use super::locks::{KeyGuard, KeyedLocks};
 use super::stripe::{StripeApi, StripeFailure, SubscriptionSnapshot};
 use crate::domain::{BillingRecord, OrgId, PendingChange, Plan, PlanCode, SubscriptionRecord};
 use crate::quota::{EngineError, QuotaEngine};
-use crate::store::outbox::Strategy;
+use crate::store::stigg_jobs::Strategy;
 use crate::store::{self, customers, orgs};
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
@@ -41,11 +41,23 @@ pub enum BillingError {
     /// Stripe refused the change given the subscription's state in Stripe.
     #[error("Stripe refused: {0}")]
     StripeState(String),
-    #[error("Stripe is unavailable: {0}")]
-    Upstream(String),
+    /// Stripe unreachable or failing (the failure says whether anything changed).
+    #[error(transparent)]
+    Upstream(StripeFailure),
 }
 
 impl BillingError {
+    /// How the background queues should treat this failure: an outage of Stripe (or a
+    /// missing key) is waited out; anything else counts as a failed attempt.
+    pub fn failure_kind(&self) -> crate::store::jobs::FailureKind {
+        use crate::store::jobs::FailureKind;
+        match self {
+            BillingError::NotConfigured => FailureKind::Outage,
+            BillingError::Upstream(f) if f.is_outage() => FailureKind::Outage,
+            _ => FailureKind::Transient,
+        }
+    }
+
     fn invalid(field: &'static str, problem: impl Into<String>) -> Self {
         Self::Invalid {
             field,
@@ -71,14 +83,14 @@ impl BillingError {
 fn state(e: StripeFailure) -> BillingError {
     match e {
         StripeFailure::Rejected { message, .. } => BillingError::StripeState(message),
-        StripeFailure::Unavailable(m) => BillingError::Upstream(m),
+        other => BillingError::Upstream(other),
     }
 }
 
 fn caller(field: &'static str) -> impl Fn(StripeFailure) -> BillingError {
     move |e| match e {
         StripeFailure::Rejected { message, .. } => BillingError::Rejected { field, message },
-        StripeFailure::Unavailable(m) => BillingError::Upstream(m),
+        other => BillingError::Upstream(other),
     }
 }
 
@@ -294,25 +306,38 @@ impl BillingService {
                 trial_end_unix: sub.trial_end_unix,
             });
         }
-        let price = self.price_id("priceLookup", &plan).await?;
-        let previous = rec.subscription.as_ref().map_or("none", |s| s.id.as_str());
-        // Once per org, plan and predecessor: a retry returns the subscription the first
-        // attempt created instead of a second one.
-        let key = format!(
-            "edgequota:subscription:{org}:{}:after:{previous}",
-            plan.code
-        );
-        let snap = self
-            .stripe()?
-            .create_subscription(
-                &customer,
-                &price,
-                plan.trial_days,
-                &[("org_id", org.as_str()), ("plan_code", plan.code.as_str())],
-                &key,
-            )
+        let stripe = self.stripe()?;
+        // A create whose answer was lost (a timeout) may have made a subscription: find
+        // it before making another, so retries never leave two live subscriptions.
+        let live = stripe
+            .live_subscriptions(&customer)
             .await
-            .map_err(state)?;
+            .map_err(state)?
+            .into_iter()
+            .next();
+        let snap = match live {
+            Some(existing) => {
+                tracing::info!(%org, subscription = %existing.id, "adopting the customer's live subscription instead of creating one");
+                existing
+            }
+            None => {
+                let price = self.price_id("priceLookup", &plan).await?;
+                let previous = rec.subscription.as_ref().map_or("none", |s| s.id.as_str());
+                // Once per org and predecessor (not per plan): a retry, even with another
+                // plan, returns what the first attempt created instead of a second one.
+                let key = format!("edgequota:subscription:{org}:after:{previous}");
+                stripe
+                    .create_subscription(
+                        &customer,
+                        &price,
+                        plan.trial_days,
+                        &[("org_id", org.as_str()), ("plan_code", plan.code.as_str())],
+                        &key,
+                    )
+                    .await
+                    .map_err(state)?
+            }
+        };
         let sub = self.mirror(snap, &plan.code, None);
         let out = TrialOut {
             subscription_id: sub.id.clone(),
@@ -710,7 +735,16 @@ impl BillingService {
                 return Ok(Converged::NotTheOrgs);
             }
         }
-        let Some(snap) = self.fetch(subscription_id).await? else {
+        let fetched = self.fetch(subscription_id).await?;
+        if let Some(snap) = &fetched {
+            // Only a subscription of the org's own Stripe customer may change its plan:
+            // metadata naming an org proves nothing.
+            if rec.customer_id.as_deref() != Some(snap.customer.as_str()) {
+                tracing::warn!(%org, subscription = subscription_id, customer = %snap.customer, "subscription of another customer ignored");
+                return Ok(Converged::NotTheOrgs);
+            }
+        }
+        let Some(snap) = fetched else {
             // Deleted in Stripe: canceled, whatever the events said before.
             if let Some(sub) = rec
                 .subscription
@@ -747,9 +781,6 @@ impl BillingService {
                 .filter(|p| p.schedule_id.is_some() && p.schedule_id == snap.schedule_id)
                 .filter(|p| p.plan != mirrored.plan)
         };
-        if rec.customer_id.is_none() {
-            rec.customer_id = Some(snap.customer.clone());
-        }
         // The plan Stripe bills now (ignoring a pending change), before and after.
         let billed = |s: Option<&SubscriptionRecord>| {
             s.filter(|s| crate::domain::plans::status_keeps_plan(&s.status))

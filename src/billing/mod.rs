@@ -6,7 +6,6 @@
 pub mod events;
 pub mod lifecycle;
 pub mod locks;
-pub mod provisioning;
 pub mod queue_supervisor;
 pub mod signature;
 pub mod stigg;
@@ -14,5 +13,5 @@ pub mod stripe;
 pub mod webhooks;
 
 pub use lifecycle::{BillingError, BillingService};
-pub use provisioning::Provisioning;
+pub use stigg::Provisioning;
 pub use webhooks::Webhooks;

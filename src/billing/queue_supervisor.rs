@@ -126,15 +126,6 @@ impl Waker {
     }
 }
 
-/// Jittered exponential backoff after `attempts` failures: `base_ms` doubled per attempt
-/// after the first, capped at `max_ms`, plus up to 20 % so retries do not align.
-pub fn backoff_ms(base_ms: u64, attempts: u32, max_ms: u64) -> u64 {
-    let base = base_ms.max(1);
-    let exp = base.saturating_mul(1u64 << attempts.saturating_sub(1).min(30));
-    let capped = exp.min(max_ms.max(base));
-    capped + rand::Rng::gen_range(&mut rand::thread_rng(), 0..=capped / 5)
-}
-
 /// Starts a supervised drainer for `queue` and connects `waker` to it. The waker holds
 /// only a weak address: a strong one held by the queue would keep restarting the
 /// supervisor after its `Stop`.
@@ -147,17 +138,4 @@ pub fn start<D: Drain>(queue: Arc<D>, waker: &Waker, poll: Duration) -> Addr<Que
         }
     }));
     addr
-}
-
-#[cfg(test)]
-mod tests {
-    use super::backoff_ms;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_with_bounded_jitter() {
-        for (attempts, low) in [(1, 100), (2, 200), (3, 400), (10, 1_000)] {
-            let d = backoff_ms(100, attempts, 1_000);
-            assert!((low..=low + low / 5).contains(&d), "{attempts}: {d}");
-        }
-    }
 }

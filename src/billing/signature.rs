@@ -4,6 +4,10 @@
 //! (rotation keeps old and new secrets valid together); `v0` and unknown schemes are
 //! ignored; the timestamp must be within the tolerance of now, both ways (a replayed old
 //! delivery and a clock far ahead are both refused). Comparison is constant-time.
+//!
+//! The header is checked in two steps so that a request with a malformed or stale header
+//! is refused before its body is read: [`parse`] and [`Header::check_time`] need only the
+//! header, [`Header::verify`] then needs the body.
 
 use crate::config::Secret;
 use hmac::{Hmac, Mac};
@@ -11,6 +15,10 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// Most `v1` values looked at (Stripe sends one per active secret; a hostile header
+/// could send thousands, each costing an HMAC per secret).
+const MAX_CANDIDATES: usize = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
@@ -22,6 +30,13 @@ pub enum SignatureError {
     Stale(i64),
     #[error("no v1 signature matches a configured webhook secret")]
     Mismatch,
+}
+
+/// A `Stripe-Signature` header whose shape is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub timestamp: i64,
+    candidates: Vec<[u8; 32]>,
 }
 
 /// The HMAC of `"{timestamp}.{body}"` with `secret`, as Stripe computes it.
@@ -37,14 +52,8 @@ pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-/// Checks `header` for `body` against `secrets` at `now_unix`.
-pub fn verify(
-    header: Option<&str>,
-    body: &[u8],
-    secrets: &[Secret],
-    now_unix: i64,
-    tolerance_secs: i64,
-) -> Result<i64, SignatureError> {
+/// Parses the header's shape: one `t=` timestamp and at least one well-formed `v1`.
+pub fn parse(header: Option<&str>) -> Result<Header, SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
     let mut timestamp = None;
     let mut candidates: Vec<[u8; 32]> = Vec::new();
@@ -60,7 +69,7 @@ pub fn verify(
                     .map_err(|_| SignatureError::Malformed("t is not a Unix timestamp"))?;
                 timestamp = Some(t);
             }
-            "v1" => {
+            "v1" if candidates.len() < MAX_CANDIDATES => {
                 // A v1 that is not 32 bytes of hex can never match; skip it like Stripe.
                 let mut sig = [0u8; 32];
                 if hex::decode_to_slice(value, &mut sig).is_ok() {
@@ -74,22 +83,53 @@ pub fn verify(
     if candidates.is_empty() {
         return Err(SignatureError::Malformed("no v1 signature"));
     }
-    if (now_unix - timestamp).abs() > tolerance_secs {
-        return Err(SignatureError::Stale(tolerance_secs));
+    Ok(Header {
+        timestamp,
+        candidates,
+    })
+}
+
+impl Header {
+    /// Whether the timestamp is within `tolerance_secs` of `now_unix`, either way. The
+    /// difference cannot overflow, whatever the header says.
+    pub fn check_time(&self, now_unix: i64, tolerance_secs: i64) -> Result<(), SignatureError> {
+        let tolerance = u64::try_from(tolerance_secs).unwrap_or(0);
+        if now_unix.abs_diff(self.timestamp) > tolerance {
+            return Err(SignatureError::Stale(tolerance_secs));
+        }
+        Ok(())
     }
-    let mut matched = false;
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        let expected = sign(secret.expose(), timestamp, body);
-        for candidate in &candidates {
-            // Not short-circuited: the time taken does not depend on which one matched.
-            matched |= bool::from(expected.ct_eq(candidate));
+
+    /// Whether any `v1` is the signature of `body` under any of `secrets`.
+    pub fn verify(&self, body: &[u8], secrets: &[Secret]) -> Result<(), SignatureError> {
+        let mut matched = false;
+        for secret in secrets.iter().filter(|s| !s.is_empty()) {
+            let expected = sign(secret.expose(), self.timestamp, body);
+            for candidate in &self.candidates {
+                // Not short-circuited: the time taken does not depend on which one matched.
+                matched |= bool::from(expected.ct_eq(candidate));
+            }
+        }
+        if matched {
+            Ok(())
+        } else {
+            Err(SignatureError::Mismatch)
         }
     }
-    if matched {
-        Ok(timestamp)
-    } else {
-        Err(SignatureError::Mismatch)
-    }
+}
+
+/// Checks `header` for `body` against `secrets` at `now_unix` (all three steps).
+pub fn verify(
+    header: Option<&str>,
+    body: &[u8],
+    secrets: &[Secret],
+    now_unix: i64,
+    tolerance_secs: i64,
+) -> Result<i64, SignatureError> {
+    let h = parse(header)?;
+    h.check_time(now_unix, tolerance_secs)?;
+    h.verify(body, secrets)?;
+    Ok(h.timestamp)
 }
 
 #[cfg(test)]
@@ -143,6 +183,26 @@ mod tests {
         }
         let h = header("k", NOW - 300, b"x");
         assert!(verify(Some(&h), b"x", &s, NOW, 300).is_ok());
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_an_overflow() {
+        let s = secrets(&["k"]);
+        let pairs = [
+            (i64::MIN, NOW),
+            (i64::MIN, i64::MAX),
+            (i64::MAX, NOW),
+            (i64::MAX, i64::MIN),
+            (i64::MIN + 1, NOW),
+        ];
+        for (t, now) in pairs {
+            let h = format!("t={t},v1={}", "00".repeat(32));
+            assert_eq!(
+                verify(Some(&h), b"x", &s, now, 300),
+                Err(SignatureError::Stale(300)),
+                "t={t} now={now}"
+            );
+        }
     }
 
     #[test]

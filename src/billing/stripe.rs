@@ -22,7 +22,7 @@ use stripe_billing::invoice::{
 };
 use stripe_billing::subscription::{
     CreateSubscription, CreateSubscriptionItems, CreateSubscriptionPaymentBehavior,
-    RetrieveSubscription, UpdateSubscription, UpdateSubscriptionItems,
+    ListSubscription, RetrieveSubscription, UpdateSubscription, UpdateSubscriptionItems,
     UpdateSubscriptionProrationBehavior,
 };
 use stripe_billing::subscription_schedule::{
@@ -47,9 +47,43 @@ pub enum StripeFailure {
         code: Option<String>,
         message: String,
     },
-    /// Stripe could not be reached, kept failing, timed out, or refused our API key.
-    #[error("{0}")]
-    Unavailable(String),
+    /// Stripe could not be reached, kept failing, timed out, rate-limited us or refused
+    /// our API key: an outage of Stripe (or of our access to it). Background work waits
+    /// it out instead of giving up.
+    #[error("Stripe is unavailable: {reason}")]
+    Unavailable { reason: String, outcome: Outcome },
+    /// Stripe answered something this service cannot read, or the client is misbuilt.
+    #[error("Stripe call failed: {0}")]
+    Broken(String),
+}
+
+/// Whether a failed call may have changed something in Stripe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stripe did not act on it (not reached, rate-limited, key refused, or a read).
+    NotApplied,
+    /// Stripe may have acted on it (a timeout or a 5xx on a write).
+    Unknown,
+}
+
+impl StripeFailure {
+    /// An outage: worth waiting out (webhook processing does not use up attempts).
+    pub fn is_outage(&self) -> bool {
+        matches!(self, StripeFailure::Unavailable { .. })
+    }
+
+    /// Whether the call may have changed something in Stripe.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            StripeFailure::Unavailable { outcome, .. } => *outcome,
+            StripeFailure::Rejected { .. } => Outcome::NotApplied,
+            StripeFailure::Broken(_) => Outcome::Unknown,
+        }
+    }
+
+    fn unavailable(reason: String, outcome: Outcome) -> Self {
+        StripeFailure::Unavailable { reason, outcome }
+    }
 }
 
 /// A subscription reduced to what the service mirrors.
@@ -133,60 +167,86 @@ struct Attempt {
     retry: bool,
 }
 
-fn classify(e: StripeError) -> Attempt {
-    match e {
+/// Classifies a failed attempt; `write` says whether the call changes something (a
+/// write's timeout or 5xx leaves its outcome unknown; a read changes nothing).
+fn classify(e: StripeError, write: bool) -> Attempt {
+    let unknown = if write {
+        Outcome::Unknown
+    } else {
+        Outcome::NotApplied
+    };
+    let (failure, retry) = match e {
         StripeError::Stripe(err, status) => {
             let message = err
                 .message
                 .clone()
                 .unwrap_or_else(|| format!("Stripe answered {status}"));
             match status {
-                401 | 403 => Attempt {
-                    failure: StripeFailure::Unavailable(format!(
-                        "Stripe refused the configured API key ({status}: {message})"
-                    )),
-                    retry: false,
-                },
-                409 | 424 | 429 | 500..=599 => Attempt {
-                    failure: StripeFailure::Unavailable(format!(
-                        "Stripe answered {status}: {message}"
-                    )),
-                    retry: true,
-                },
-                _ => Attempt {
-                    failure: StripeFailure::Rejected {
+                401 | 403 => (
+                    StripeFailure::unavailable(
+                        format!("Stripe refused the configured API key ({status}: {message})"),
+                        Outcome::NotApplied,
+                    ),
+                    false,
+                ),
+                // Lock conflicts and rate limits: Stripe did not process the request.
+                409 | 429 => (
+                    StripeFailure::unavailable(
+                        format!("Stripe answered {status}: {message}"),
+                        Outcome::NotApplied,
+                    ),
+                    true,
+                ),
+                424 | 500..=599 => (
+                    StripeFailure::unavailable(
+                        format!("Stripe answered {status}: {message}"),
+                        unknown,
+                    ),
+                    true,
+                ),
+                _ => (
+                    StripeFailure::Rejected {
                         status,
                         code: err.code.as_ref().map(|c| c.as_str().to_owned()),
                         message,
                     },
-                    retry: false,
-                },
+                    false,
+                ),
             }
         }
-        StripeError::Timeout => Attempt {
-            failure: StripeFailure::Unavailable("Stripe did not answer in time".into()),
-            retry: true,
-        },
-        StripeError::ClientError(m) => Attempt {
-            failure: StripeFailure::Unavailable(format!("could not reach Stripe: {m}")),
-            retry: true,
-        },
+        StripeError::Timeout => (
+            StripeFailure::unavailable("Stripe did not answer in time".into(), unknown),
+            true,
+        ),
+        StripeError::ClientError(m) => {
+            // A refused or failed connection never reached Stripe; anything later might.
+            let outcome = if m.to_ascii_lowercase().contains("connect") {
+                Outcome::NotApplied
+            } else {
+                unknown
+            };
+            (
+                StripeFailure::unavailable(format!("could not reach Stripe: {m}"), outcome),
+                true,
+            )
+        }
         // The call may have taken effect; the same key would replay the same answer.
-        StripeError::JSONDeserialize(m) => Attempt {
-            failure: StripeFailure::Unavailable(format!("unreadable answer from Stripe: {m}")),
-            retry: false,
-        },
-        StripeError::ConfigError(m) => Attempt {
-            failure: StripeFailure::Unavailable(format!("Stripe client misconfigured: {m}")),
-            retry: false,
-        },
-    }
+        StripeError::JSONDeserialize(m) => (
+            StripeFailure::Broken(format!("unreadable answer from Stripe: {m}")),
+            false,
+        ),
+        StripeError::ConfigError(m) => (
+            StripeFailure::Broken(format!("Stripe client misconfigured: {m}")),
+            false,
+        ),
+    };
+    Attempt { failure, retry }
 }
 
 fn one_item<'a, T>(items: &'a [T], what: &str) -> Result<&'a T, StripeFailure> {
-    items.first().ok_or_else(|| {
-        StripeFailure::Unavailable(format!("Stripe returned a {what} without items"))
-    })
+    items
+        .first()
+        .ok_or_else(|| StripeFailure::Broken(format!("Stripe returned a {what} without items")))
 }
 
 fn snapshot(sub: stripe_shared::Subscription) -> Result<SubscriptionSnapshot, StripeFailure> {
@@ -259,9 +319,10 @@ impl StripeApi {
         R::Output: miniserde::Deserialize,
     {
         let strategy = match key {
-            Some(k) => RequestStrategy::Idempotent(IdempotencyKey::new(k).map_err(|e| {
-                StripeFailure::Unavailable(format!("invalid idempotency key: {e}"))
-            })?),
+            Some(k) => RequestStrategy::Idempotent(
+                IdempotencyKey::new(k)
+                    .map_err(|e| StripeFailure::Broken(format!("invalid idempotency key: {e}")))?,
+            ),
             None => RequestStrategy::Once,
         };
         let started = Instant::now();
@@ -276,7 +337,7 @@ impl StripeApi {
             match sent {
                 Ok(v) => break Ok(v),
                 Err(e) => {
-                    let attempt = classify(e);
+                    let attempt = classify(e, key.is_some());
                     if attempt.retry && retries < self.max_retries {
                         tracing::warn!(operation = op, retry = retries + 1, error = %attempt.failure, "Stripe call failed; retrying");
                         self.metrics
@@ -294,7 +355,7 @@ impl StripeApi {
         let label = match &outcome {
             Ok(_) => "ok",
             Err(StripeFailure::Rejected { .. }) => "rejected",
-            Err(StripeFailure::Unavailable(_)) => "failed",
+            Err(StripeFailure::Unavailable { .. } | StripeFailure::Broken(_)) => "failed",
         };
         self.metrics
             .stripe_requests
@@ -371,6 +432,25 @@ impl StripeApi {
         snapshot(self.send("subscriptions.create", &req, Some(key)).await?)
     }
 
+    /// The customer's subscriptions Stripe still bills (not canceled, not expired), newest
+    /// first.
+    pub async fn live_subscriptions(
+        &self,
+        customer: &str,
+    ) -> Result<Vec<SubscriptionSnapshot>, StripeFailure> {
+        let req = ListSubscription::new().customer(customer).limit(10);
+        let list = self.send("subscriptions.list", &req, None).await?;
+        list.data
+            .into_iter()
+            .map(snapshot)
+            .filter(|s| {
+                s.as_ref().map_or(true, |s| {
+                    !matches!(s.status.as_str(), "canceled" | "incomplete_expired")
+                })
+            })
+            .collect()
+    }
+
     pub async fn retrieve_subscription(
         &self,
         id: &str,
@@ -390,7 +470,7 @@ impl StripeApi {
         self.send("setup_intents.create", &req, Some(key))
             .await?
             .client_secret
-            .ok_or_else(|| StripeFailure::Unavailable("SetupIntent without client_secret".into()))
+            .ok_or_else(|| StripeFailure::Broken("SetupIntent without client_secret".into()))
     }
 
     /// Attaches `payment_method` to `customer`; returns the attached method's id (a test

@@ -1,18 +1,23 @@
 //! Stripe webhooks (stories 2.3, 2.4, 8.1): durable signed intake, processing of one
-//! event (convergence of the org's mirror with Stripe), retries with backoff into dead
-//! letters, replay, and the admin listing. A `queue_supervisor` drains the queue.
+//! event (convergence of the org's mirror with Stripe), retries into dead letters,
+//! replay, and the admin listing. The events are jobs of a [`JobTree`]; a
+//! `queue_supervisor` drains it.
 //!
 //! An event is acknowledged (202) only after it is stored and the store flushed, so an
-//! acknowledged event survives a crash and is processed after restart.
+//! acknowledged event survives a crash and is processed after restart. While Stripe is
+//! unreachable, failed attempts back off (capped) without using up `max_attempts` for
+//! `outage_budget_hours`: an outage parks nothing, and the queue drains soon after.
 
 use super::events::{self, EventRef};
-use super::lifecycle::{BillingError, BillingService};
-use super::queue_supervisor::{backoff_ms, Drain, Waker};
+use super::lifecycle::{BillingError, BillingService, Converged};
+use super::queue_supervisor::{Drain, Waker};
 use super::signature::{self, SignatureError};
 use crate::clock::SharedClock;
 use crate::config::{Secret, WebhookSettings};
+use crate::errors::chain;
 use crate::metrics::Metrics;
-use crate::store::webhooks::{self as queue, EventState, Inserted, WebhookEvent};
+use crate::store::jobs::{FailureKind, Inserted, Job, JobState, RetryPolicy};
+use crate::store::webhook_jobs::{WebhookJob, WebhookPayload, WebhookQueue};
 use crate::store::{self, Store, StoreError};
 use futures_util::future::{BoxFuture, FutureExt};
 use std::sync::Arc;
@@ -22,7 +27,7 @@ use std::time::{Duration, Instant};
 pub enum ReceiveError {
     #[error("no webhook signing secret is configured: set stripe.webhook_secrets (EDGEQUOTA__STRIPE__WEBHOOK_SECRETS)")]
     NotConfigured,
-    #[error("{0}")]
+    #[error(transparent)]
     Signature(#[from] SignatureError),
     #[error("the body is not a Stripe event: {0}")]
     Invalid(String),
@@ -37,7 +42,7 @@ pub enum ProcessError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Processing failed; the event stays queued (or is dead) with this error recorded.
-    #[error("{0}")]
+    #[error(transparent)]
     Failed(BillingError),
 }
 
@@ -62,11 +67,13 @@ pub struct Replayed {
 
 pub struct Webhooks {
     store: Store,
+    queue: Arc<WebhookQueue>,
     billing: Arc<BillingService>,
     clock: SharedClock,
     metrics: Metrics,
     secrets: Vec<Secret>,
     settings: WebhookSettings,
+    policy: RetryPolicy,
     /// Wakes the supervisor when an event is queued.
     waker: Waker,
     /// When finished events were last purged (at most hourly).
@@ -87,13 +94,22 @@ impl Webhooks {
         secrets: Vec<Secret>,
         settings: WebhookSettings,
     ) -> Self {
+        let policy = RetryPolicy {
+            max_attempts: settings.max_attempts,
+            base: Duration::from_millis(settings.retry_base_ms),
+            max: Duration::from_millis(settings.retry_max_ms),
+            outage_budget: Duration::from_secs(settings.outage_budget_hours * 3600),
+            outage_retry_max: Duration::from_millis(settings.outage_retry_max_ms),
+        };
         Self {
+            queue: store.webhook_queue.clone(),
             store,
             billing,
             clock,
             metrics,
             secrets: secrets.into_iter().filter(|s| !s.is_empty()).collect(),
             settings,
+            policy,
             waker: Waker::default(),
             last_purge: std::sync::Mutex::new(None),
         }
@@ -114,25 +130,31 @@ impl Webhooks {
             .inc();
     }
 
-    /// Story 2.3: verify, store durably, then acknowledge. The same event again is
-    /// acknowledged the same way and stored (and queued) once.
-    pub async fn receive(
-        &self,
-        signature_header: Option<&str>,
-        body: Vec<u8>,
-    ) -> Result<Accepted, ReceiveError> {
+    /// The first half of intake, before the body is read: the service must have a
+    /// secret, and the signature header must be well-formed and fresh.
+    pub fn precheck(&self, header: Option<&str>) -> Result<signature::Header, ReceiveError> {
         if self.secrets.is_empty() {
             return Err(ReceiveError::NotConfigured);
         }
-        let now = self.clock.now();
-        let checked = signature::verify(
-            signature_header,
-            &body,
-            &self.secrets,
-            now.timestamp(),
-            self.settings.tolerance_secs,
-        );
-        if let Err(e) = checked {
+        let checked = signature::parse(header).and_then(|h| {
+            h.check_time(self.clock.now().timestamp(), self.settings.tolerance_secs)?;
+            Ok(h)
+        });
+        checked.map_err(|e| {
+            self.count("unknown", "rejected");
+            e.into()
+        })
+    }
+
+    /// Story 2.3: verify the body against the prechecked header, store durably, then
+    /// acknowledge. The same event again is acknowledged the same way and stored (and
+    /// queued) once.
+    pub async fn receive(
+        &self,
+        header: &signature::Header,
+        body: Vec<u8>,
+    ) -> Result<Accepted, ReceiveError> {
+        if let Err(e) = header.verify(&body, &self.secrets) {
             self.count("unknown", "rejected");
             return Err(e.into());
         }
@@ -143,7 +165,7 @@ impl Webhooks {
         let family = events::family(&parsed.event_type);
         let event = self.new_event(&parsed, body, parsed.is_tracked())?;
         let inserted = self.insert_durably(event).await?;
-        let duplicate = matches!(inserted, Inserted::Duplicate(_));
+        let duplicate = matches!(inserted, Inserted::Existing(_));
         let outcome = match (duplicate, parsed.is_tracked()) {
             (true, _) => "duplicate",
             (false, true) => "queued",
@@ -164,87 +186,86 @@ impl Webhooks {
         parsed: &EventRef,
         raw: Vec<u8>,
         queued: bool,
-    ) -> Result<WebhookEvent, StoreError> {
+    ) -> Result<WebhookJob, StoreError> {
         let now = self.now_ms();
-        Ok(WebhookEvent {
-            id: parsed.id.clone(),
+        let payload = WebhookPayload {
             event_type: parsed.event_type.clone(),
             raw,
-            seq: self.store.db.generate_id()?,
-            received_ms: now,
-            state: if queued {
-                EventState::Queued
-            } else {
-                EventState::Ignored
-            },
-            attempts: 0,
-            last_error: (!queued).then(|| "event type not tracked".to_owned()),
-            next_attempt_ms: now,
-            done_ms: (!queued).then_some(now),
+        };
+        let job = Job::queued(
+            parsed.id.clone(),
+            self.store.db.generate_id()?,
+            payload,
+            now,
+        );
+        Ok(if queued {
+            job
+        } else {
+            let mut ignored = job.finished(
+                JobState::Ignored,
+                Some("event type not tracked".into()),
+                now,
+            );
+            ignored.attempts = 0;
+            ignored
         })
     }
 
-    async fn insert_durably(&self, event: WebhookEvent) -> Result<Inserted, StoreError> {
-        let tree = self.store.webhooks.clone();
-        let inserted = store::blocking(move || queue::insert(&tree, &event)).await?;
+    async fn insert_durably(
+        &self,
+        event: WebhookJob,
+    ) -> Result<Inserted<WebhookPayload>, StoreError> {
+        let queue = self.queue.clone();
+        let inserted = store::blocking(move || queue.insert_new(&event)).await?;
         self.store.flush().await?;
         Ok(inserted)
     }
 
-    pub async fn get(&self, id: &str) -> Result<Option<WebhookEvent>, StoreError> {
-        let tree = self.store.webhooks.clone();
+    pub async fn get(&self, id: &str) -> Result<Option<WebhookJob>, StoreError> {
+        let queue = self.queue.clone();
         let id = id.to_owned();
-        store::blocking(move || queue::get(&tree, &id)).await
-    }
-
-    /// Queued events whose backoff has passed, in arrival order.
-    pub async fn due(&self, limit: usize) -> Result<Vec<WebhookEvent>, StoreError> {
-        let tree = self.store.webhooks.clone();
-        let now = self.now_ms();
-        // Scan past not-yet-due events so one failing event does not hold up the rest.
-        let all =
-            store::blocking(move || queue::list(&tree, EventState::Queued, None, 10_000)).await?;
-        Ok(all
-            .into_iter()
-            .filter(|e| e.next_attempt_ms <= now)
-            .take(limit)
-            .collect())
+        store::blocking(move || queue.get(&id)).await
     }
 
     /// Story 2.4: processes one event now; records the outcome (or the failure, with
-    /// backoff, or as a dead letter after the last attempt).
+    /// backoff, or as a dead letter after the last counted attempt).
     pub async fn process(&self, id: &str) -> Result<Processed, ProcessError> {
         let event = self
             .get(id)
             .await?
             .ok_or_else(|| ProcessError::NotFound(id.to_owned()))?;
         match event.state {
-            EventState::Processed => return Ok(Processed::Converged),
-            EventState::Ignored => return Ok(Processed::Ignored),
-            EventState::Queued | EventState::Dead => {}
+            JobState::Done => return Ok(Processed::Converged),
+            JobState::Ignored => return Ok(Processed::Ignored),
+            JobState::Queued | JobState::Dead => {}
         }
         let started = Instant::now();
         let outcome = self.handle(&event).await;
         self.metrics
             .webhook_processing_duration
             .observe(started.elapsed().as_secs_f64());
-        let family = events::family(&event.event_type);
+        let family = events::family(&event.payload.event_type);
         match outcome {
             Outcome::Done(result, note) => {
-                let mut done = event.clone();
-                done.state = match result {
-                    Processed::Converged => EventState::Processed,
-                    Processed::Ignored => EventState::Ignored,
+                let state = match result {
+                    Processed::Converged => JobState::Done,
+                    Processed::Ignored => JobState::Ignored,
                 };
-                done.attempts += 1;
-                done.last_error = note;
-                done.done_ms = Some(self.now_ms());
+                let done = event.finished(state, note, self.now_ms());
                 self.replace(&event, &done).await?;
-                self.count(family, done.state.as_str());
+                self.count(
+                    family,
+                    if state == JobState::Done {
+                        "processed"
+                    } else {
+                        "ignored"
+                    },
+                );
                 Ok(result)
             }
             Outcome::Failed(e) => {
-                self.record_failure(&event, &e.to_string()).await?;
+                self.record_failure(&event, e.failure_kind(), &chain(&e))
+                    .await?;
                 Err(ProcessError::Failed(e))
             }
         }
@@ -253,26 +274,19 @@ impl Webhooks {
     /// Counts a failed attempt of `event`: queued again after a backoff, or dead.
     pub async fn record_failure(
         &self,
-        event: &WebhookEvent,
+        event: &WebhookJob,
+        kind: FailureKind,
         error: &str,
     ) -> Result<(), StoreError> {
-        let mut next = event.clone();
-        next.attempts += 1;
-        next.last_error = Some(error.to_owned());
-        let family = events::family(&event.event_type);
-        if next.attempts >= self.settings.max_attempts {
-            next.state = EventState::Dead;
-            next.done_ms = Some(self.now_ms());
+        let next = self.policy.after_failure(event, kind, error, self.now_ms());
+        let family = events::family(&event.payload.event_type);
+        if next.state == JobState::Dead {
             tracing::error!(event = %event.id, attempts = next.attempts, error, "webhook event parked as a dead letter");
             self.count(family, "dead");
+        } else if kind == FailureKind::Outage && next.failures == event.failures {
+            tracing::warn!(event = %event.id, attempts = next.attempts, error, "Stripe unavailable; webhook event waits for it");
+            self.count(family, "outage");
         } else {
-            next.state = EventState::Queued;
-            next.next_attempt_ms = self.now_ms()
-                + backoff_ms(
-                    self.settings.retry_base_ms,
-                    next.attempts,
-                    self.settings.retry_max_ms,
-                ) as i64;
             tracing::warn!(event = %event.id, attempts = next.attempts, error, "webhook event failed; will retry");
             self.count(family, "failed");
         }
@@ -287,18 +301,21 @@ impl Webhooks {
         if let Err(join) = joined {
             tracing::error!(event = %id, error = %join, "webhook processing panicked");
             if let Ok(Some(event)) = self.get(&id).await {
-                if let Err(e) = self.record_failure(&event, "processing panicked").await {
-                    tracing::error!(event = %id, error = %e, "could not record the failure");
+                let failed = self
+                    .record_failure(&event, FailureKind::Transient, "processing panicked")
+                    .await;
+                if let Err(e) = failed {
+                    tracing::error!(event = %id, error = %chain(&e), "could not record the failure");
                 }
             }
         }
     }
 
-    async fn replace(&self, old: &WebhookEvent, new: &WebhookEvent) -> Result<(), StoreError> {
-        let tree = self.store.webhooks.clone();
+    async fn replace(&self, old: &WebhookJob, new: &WebhookJob) -> Result<(), StoreError> {
+        let queue = self.queue.clone();
         let (old, new) = (old.clone(), new.clone());
         let id = old.id.clone();
-        let replaced = store::blocking(move || queue::replace(&tree, &old, &new)).await?;
+        let replaced = store::blocking(move || queue.replace(&old, &new)).await?;
         if !replaced {
             // Another processor recorded an outcome first; its record stands.
             tracing::debug!(event = %id, "event changed while processing; keeping the other outcome");
@@ -306,8 +323,8 @@ impl Webhooks {
         self.store.flush().await
     }
 
-    async fn handle(&self, event: &WebhookEvent) -> Outcome {
-        let parsed = match events::parse(&event.raw) {
+    async fn handle(&self, event: &WebhookJob) -> Outcome {
+        let parsed = match events::parse(&event.payload.raw) {
             Ok(p) => p,
             Err(e) => return Outcome::Done(Processed::Ignored, Some(e)),
         };
@@ -336,7 +353,11 @@ impl Webhooks {
             Err(e) => return Outcome::Failed(e),
         };
         match self.billing.converge(&org, subscription).await {
-            Ok(_) => Outcome::Done(Processed::Converged, None),
+            Ok(Converged::Updated) => Outcome::Done(Processed::Converged, None),
+            Ok(Converged::NotTheOrgs) => Outcome::Done(
+                Processed::Ignored,
+                Some(format!("subscription {subscription} is not org {org}'s")),
+            ),
             Err(e) => Outcome::Failed(e),
         }
     }
@@ -347,12 +368,7 @@ impl Webhooks {
         let mut missing = Vec::new();
         for id in ids {
             if let Some(event) = self.get(id).await? {
-                let mut again = event.clone();
-                again.state = EventState::Queued;
-                again.attempts = 0;
-                again.last_error = None;
-                again.next_attempt_ms = self.now_ms();
-                again.done_ms = None;
+                let again = event.requeued(event.payload.clone(), self.now_ms());
                 self.replace(&event, &again).await?;
                 enqueued += 1;
                 continue;
@@ -367,9 +383,11 @@ impl Webhooks {
                 continue;
             };
             let parsed = events::parse(&raw).map_err(|e| {
-                ProcessError::Failed(BillingError::Upstream(format!(
-                    "Stripe returned an unreadable event {id}: {e}"
-                )))
+                ProcessError::Failed(BillingError::Upstream(
+                    super::stripe::StripeFailure::Broken(format!(
+                        "Stripe returned an unreadable event {id}: {e}"
+                    )),
+                ))
             })?;
             let event = self.new_event(&parsed, raw, true)?;
             self.insert_durably(event).await?;
@@ -384,20 +402,21 @@ impl Webhooks {
     /// Admin listing: events in `state` in arrival order after the cursor (a sequence).
     pub async fn list(
         &self,
-        state: EventState,
+        state: JobState,
         after: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<WebhookEvent>, StoreError> {
-        let tree = self.store.webhooks.clone();
-        store::blocking(move || queue::list(&tree, state, after, limit)).await
+    ) -> Result<Vec<WebhookJob>, StoreError> {
+        let queue = self.queue.clone();
+        store::blocking(move || queue.list(state, after, limit)).await
     }
 
-    /// Refreshes the queue gauges (depth, oldest age, dead letters), and at most hourly
-    /// purges processed and ignored events past the retention (dead letters are kept
-    /// until replayed; Stripe's events API can still serve a purged event for 30 days).
-    async fn refresh_gauges_logged(&self) {
+    /// Refreshes the queue gauges from the queue's counts and the oldest queued event
+    /// (no scan), and at most hourly purges processed and ignored events past the
+    /// retention, one at a time (dead letters are kept until replayed; Stripe's events
+    /// API can still serve a purged event for 30 days).
+    async fn refresh_and_purge(&self) {
         if let Err(e) = self.refresh_gauges().await {
-            tracing::warn!(error = %e, "webhook gauges not refreshed");
+            tracing::warn!(error = %chain(&e), "webhook gauges not refreshed");
         }
         let due = {
             let mut last = self.last_purge.lock().unwrap_or_else(|p| p.into_inner());
@@ -408,12 +427,12 @@ impl Webhooks {
             due
         };
         if due {
-            let tree = self.store.webhooks.clone();
+            let queue = self.queue.clone();
             let cutoff = self.now_ms() - i64::from(self.settings.retention_days) * 86_400_000;
             let purged = store::blocking(move || {
                 let mut n = 0;
-                for state in [EventState::Processed, EventState::Ignored] {
-                    n += queue::purge_done_before(&tree, state, cutoff)?;
+                for state in [JobState::Done, JobState::Ignored] {
+                    n += queue.purge_finished_before(state, cutoff)?;
                 }
                 Ok(n)
             })
@@ -423,27 +442,23 @@ impl Webhooks {
                 Ok(n) => {
                     tracing::info!(purged = n, "finished webhook events past retention purged")
                 }
-                Err(e) => tracing::warn!(error = %e, "webhook purge failed"),
+                Err(e) => tracing::warn!(error = %chain(&e), "webhook purge failed"),
             }
         }
     }
 
     /// Refreshes the queue gauges (depth, oldest age, dead letters).
     pub async fn refresh_gauges(&self) -> Result<(), StoreError> {
-        let tree = self.store.webhooks.clone();
-        let (depth, oldest, dead) = store::blocking(move || {
-            let oldest = queue::list(&tree, EventState::Queued, None, 1)?;
-            Ok((
-                queue::count(&tree, EventState::Queued),
-                oldest.first().map(|e| e.received_ms),
-                queue::count(&tree, EventState::Dead),
-            ))
-        })
-        .await?;
-        self.metrics.webhook_queue_depth.set(depth as i64);
-        let age = oldest.map_or(0, |ms| ((self.now_ms() - ms) / 1000).max(0));
+        let queue = self.queue.clone();
+        let oldest = store::blocking(move || queue.oldest(JobState::Queued)).await?;
+        self.metrics
+            .webhook_queue_depth
+            .set(self.queue.count(JobState::Queued) as i64);
+        let age = oldest.map_or(0, |e| ((self.now_ms() - e.created_ms) / 1000).max(0));
         self.metrics.webhook_oldest_queued_age.set(age);
-        self.metrics.webhook_dead_letters.set(dead as i64);
+        self.metrics
+            .webhook_dead_letters
+            .set(self.queue.count(JobState::Dead) as i64);
         Ok(())
     }
 }
@@ -454,10 +469,12 @@ const BATCH: usize = 32;
 impl Drain for Webhooks {
     fn drain_once(self: Arc<Self>) -> BoxFuture<'static, bool> {
         async move {
-            let due = match self.due(BATCH).await {
+            let queue = self.queue.clone();
+            let now = self.now_ms();
+            let due = match store::blocking(move || queue.due(now, BATCH)).await {
                 Ok(due) => due,
                 Err(e) => {
-                    tracing::error!(error = %e, "reading the webhook queue failed");
+                    tracing::error!(error = %chain(&e), "reading the webhook queue failed");
                     return false;
                 }
             };
@@ -471,6 +488,6 @@ impl Drain for Webhooks {
     }
 
     fn refresh(self: Arc<Self>) -> BoxFuture<'static, ()> {
-        async move { self.refresh_gauges_logged().await }.boxed()
+        async move { self.refresh_and_purge().await }.boxed()
     }
 }

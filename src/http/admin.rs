@@ -2,7 +2,7 @@
 //! read of one org's stored usage in any period (history survives rollover).
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{Auth, Json};
+use super::extract::{Auth, Json, Query};
 use super::fields::Fields;
 use super::AppState;
 use crate::domain::{OrgId, PeriodKey};
@@ -70,11 +70,11 @@ pub fn limit_param(raw: Option<&str>, default: usize, max: usize) -> ApiResult<u
 pub async fn debug_log(
     state: web::Data<AppState>,
     auth: Auth,
-    query: web::Query<DebugLogQuery>,
+    Query(query): Query<DebugLogQuery>,
 ) -> ApiResult<HttpResponse> {
     auth.require_admin()?;
     let limit = limit_param(query.limit.as_deref(), 100, 1000)?;
-    let correlation = query.correlation_id.clone().filter(|c| !c.is_empty());
+    let correlation = query.correlation_id.filter(|c| !c.is_empty());
     let tree = state.engine.store().debug_log.clone();
     let entries =
         store::blocking(move || debug_log::recent(&tree, correlation.as_deref(), limit)).await?;
@@ -106,7 +106,7 @@ pub struct UsageQuery {
 pub async fn usage_read(
     state: web::Data<AppState>,
     auth: Auth,
-    query: web::Query<UsageQuery>,
+    Query(query): Query<UsageQuery>,
 ) -> ApiResult<HttpResponse> {
     auth.require_admin()?;
     let mut f = Fields::new();

@@ -60,6 +60,22 @@ fn is_hot(route: &str, status: u16) -> bool {
         || (route == "/api/usage/record" && status == 200)
 }
 
+/// The metric (and DebugLog) label of a request method: one of a fixed set, so a client
+/// sending made-up methods cannot mint series.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 pub struct Observe {
     pub metrics: Metrics,
     pub debug_log: DebugLogSink,
@@ -92,7 +108,7 @@ pub async fn middleware(
             .request()
             .match_pattern()
             .unwrap_or_else(|| "unmatched".to_owned());
-        let method = res.request().method().as_str().to_owned();
+        let method = method_label(res.request().method());
         let status = res.status().as_u16();
         let elapsed = started.elapsed();
         let class = match status {
@@ -105,7 +121,7 @@ pub async fn middleware(
         observe
             .metrics
             .http_requests
-            .with_label_values(&[&route, &method, class])
+            .with_label_values(&[&route, method, class])
             .inc();
         observe
             .metrics
@@ -120,7 +136,7 @@ pub async fn middleware(
                 .map(|t| t.0.to_string());
             observe.debug_log.push(DebugEntry {
                 at_ms: chrono::Utc::now().timestamp_millis(),
-                method,
+                method: method.to_owned(),
                 route,
                 status,
                 latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),

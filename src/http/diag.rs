@@ -1,6 +1,9 @@
 //! Story 9.1 and the scrape endpoint: smoke diagnostics (a real store round trip and an
-//! actor round trip), Prometheus metrics, and the constant ping route that measures the
-//! HTTP front's ceiling.
+//! actor round trip), Prometheus metrics, and the constant ping route.
+//!
+//! Smoke is open by default and its store check writes and flushes, so its result is
+//! kept for a second and concurrent callers share one run: polling it cannot turn into a
+//! flood of disk syncs.
 
 use super::error::{ApiError, ApiResult};
 use super::extract::OptionalAuth;
@@ -8,7 +11,14 @@ use super::AppState;
 use crate::store;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long a smoke result is reused.
+const SMOKE_TTL: Duration = Duration::from_secs(1);
+
+/// The last smoke run: when, whether it passed, and its checks.
+#[derive(Default)]
+pub struct SmokeCache(tokio::sync::Mutex<Option<(Instant, bool, serde_json::Value)>>);
 
 /// Diagnostics are open unless `server.open_diagnostics = false`; then they need an
 /// admin or service token.
@@ -25,6 +35,30 @@ fn allowed(state: &AppState, auth: &OptionalAuth) -> ApiResult<()> {
 
 pub async fn smoke(state: web::Data<AppState>, auth: OptionalAuth) -> ApiResult<HttpResponse> {
     allowed(&state, &auth)?;
+    let (ok, checks) = {
+        let mut last = state.smoke.0.lock().await;
+        match last.as_ref() {
+            Some((at, ok, checks)) if at.elapsed() < SMOKE_TTL => (*ok, checks.clone()),
+            _ => {
+                let (ok, checks) = run_smoke(&state).await;
+                *last = Some((Instant::now(), ok, checks.clone()));
+                (ok, checks)
+            }
+        }
+    };
+    if ok {
+        return Ok(HttpResponse::Ok().json(json!({ "ok": true, "checks": checks })));
+    }
+    Ok(HttpResponse::ServiceUnavailable().json(json!({
+        "code": "UNAVAILABLE",
+        "message": "a smoke check failed",
+        "correlationId": super::context::correlation_id(),
+        "ok": false,
+        "checks": checks,
+    })))
+}
+
+async fn run_smoke(state: &AppState) -> (bool, serde_json::Value) {
     let started = Instant::now();
     let store_check = {
         let s = state.engine.store().clone();
@@ -39,7 +73,7 @@ pub async fn smoke(state: web::Data<AppState>, auth: OptionalAuth) -> ApiResult<
         match (round_trip, flushed) {
             (Ok(Some(v)), Ok(())) if v.as_ref() == token.as_bytes() => Ok(()),
             (Ok(_), Ok(())) => Err("read back a different value".to_owned()),
-            (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+            (Err(e), _) | (_, Err(e)) => Err(crate::errors::chain(&e)),
         }
     };
     let store_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -48,7 +82,12 @@ pub async fn smoke(state: web::Data<AppState>, auth: OptionalAuth) -> ApiResult<
     let actors_ms = actors_started.elapsed().as_secs_f64() * 1e3;
     let ok = store_check.is_ok() && actor_check.is_ok();
     let checks = json!({
-        "store": { "ok": store_check.is_ok(), "latencyMs": store_ms, "error": store_check.err() },
+        "store": {
+            "ok": store_check.is_ok(),
+            "backend": "sled",
+            "latencyMs": store_ms,
+            "error": store_check.err(),
+        },
         "actors": {
             "ok": actor_check.is_ok(),
             "latencyMs": actors_ms,
@@ -58,16 +97,7 @@ pub async fn smoke(state: web::Data<AppState>, auth: OptionalAuth) -> ApiResult<
         },
     });
     tracing::info!(ok, checks = %checks, "smoke diagnostics");
-    if ok {
-        return Ok(HttpResponse::Ok().json(json!({ "ok": true, "checks": checks })));
-    }
-    Ok(HttpResponse::ServiceUnavailable().json(json!({
-        "code": "UNAVAILABLE",
-        "message": "a smoke check failed",
-        "correlationId": super::context::correlation_id(),
-        "ok": false,
-        "checks": checks,
-    })))
+    (ok, checks)
 }
 
 pub async fn metrics(state: web::Data<AppState>, auth: OptionalAuth) -> ApiResult<HttpResponse> {

@@ -5,6 +5,7 @@
 //! task-local context, so errors raised anywhere under the middleware carry it.
 
 use super::context;
+use crate::billing::stripe::Outcome;
 use crate::billing::BillingError;
 use crate::quota::EngineError;
 use crate::store::StoreError;
@@ -22,6 +23,7 @@ pub enum Code {
     NotFound,
     MethodNotAllowed,
     Conflict,
+    RequestTimeout,
     PayloadTooLarge,
     UnsupportedMediaType,
     QuotaExceeded,
@@ -38,6 +40,7 @@ impl Code {
             Code::NotFound => "NOT_FOUND",
             Code::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Code::Conflict => "CONFLICT",
+            Code::RequestTimeout => "REQUEST_TIMEOUT",
             Code::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Code::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             Code::QuotaExceeded => "QUOTA_EXCEEDED",
@@ -54,6 +57,7 @@ impl Code {
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::Conflict => StatusCode::CONFLICT,
+            Code::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
@@ -130,9 +134,10 @@ impl ApiError {
         Self::new(Code::Conflict, message)
     }
 
-    /// A failure on our side: the cause goes to the log, not to the caller.
-    pub fn internal(cause: &dyn fmt::Display) -> Self {
-        tracing::error!(error = %cause, correlation_id = %context::correlation_id(), "internal error");
+    /// A failure on our side: the cause (with its whole chain) goes to the log, not to
+    /// the caller.
+    pub fn internal<E: std::error::Error + ?Sized>(cause: &E) -> Self {
+        tracing::error!(error = %crate::errors::chain(cause), correlation_id = %context::correlation_id(), "internal error");
         Self::new(
             Code::Internal,
             "internal error; see the service log for this correlation id",
@@ -178,8 +183,10 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::OrgNotFound => ApiError::not_found("org not found"),
             EngineError::Conflict(m) => ApiError::conflict(m),
-            EngineError::Unavailable(m) => ApiError::new(Code::Unavailable, m),
-            e @ (EngineError::Store(_) | EngineError::Retired) => ApiError::internal(&e),
+            EngineError::ShuttingDown => ApiError::new(Code::Unavailable, e.to_string()),
+            e @ (EngineError::Store(_) | EngineError::Retired | EngineError::Internal(_)) => {
+                ApiError::internal(&e)
+            }
         }
     }
 }
@@ -197,9 +204,16 @@ impl From<BillingError> for ApiError {
                 err
             }
             BillingError::StripeState(_) => ApiError::conflict(e.to_string()),
-            BillingError::Upstream(_) => {
-                tracing::error!(error = %e, correlation_id = %context::correlation_id(), "Stripe call failed");
-                ApiError::new(Code::Internal, format!("{e}; nothing was changed"))
+            BillingError::Upstream(failure) => {
+                tracing::error!(error = %crate::errors::chain(&failure), correlation_id = %context::correlation_id(), "Stripe call failed");
+                // Say "nothing was changed" only when that is known.
+                let note = match failure.outcome() {
+                    Outcome::NotApplied => "nothing was changed",
+                    Outcome::Unknown => {
+                        "its outcome is unknown; retrying the same request is safe"
+                    }
+                };
+                ApiError::new(Code::Internal, format!("{failure}; {note}"))
             }
         }
     }

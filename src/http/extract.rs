@@ -1,6 +1,8 @@
-//! Extractors: the caller's credential (`Auth`) and JSON bodies (`Json<T>`) with the
-//! service's own rules — `Content-Type: application/json` (415), a size limit (413), and
-//! parse errors reported per field in the envelope (400).
+//! Extractors: the caller's credential (`Auth`), JSON bodies (`Json<T>`) and query
+//! strings (`Query<T>`) with the service's own rules — `Content-Type: application/json`
+//! (415), a size limit (413), a deadline for the body to arrive (408), exactly one JSON
+//! value per body, and every parse error reported in the envelope (400) naming the field
+//! or parameter.
 
 use super::error::{ApiError, Code, Detail};
 use super::AppState;
@@ -118,6 +120,10 @@ pub struct Json<T>(pub T);
 #[derive(Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
+/// How long a request body may take to arrive (app data).
+#[derive(Clone, Copy)]
+pub struct BodyDeadline(pub std::time::Duration);
+
 pub fn is_json(req: &HttpRequest) -> bool {
     req.headers()
         .get(header::CONTENT_TYPE)
@@ -133,7 +139,10 @@ pub fn too_large(limit: usize) -> ApiError {
     )
 }
 
-/// Reads the whole body, refusing it as soon as it passes `limit`.
+/// Reads the whole body as it arrives, refusing it as soon as it passes `limit` (or
+/// declares more), and failing with 408 if it has not arrived by the deadline. Nothing is
+/// reserved up front from `Content-Length`: a client that announces a large body and
+/// sends nothing costs nothing but its connection, and only until the deadline.
 pub async fn read_body(
     req: &HttpRequest,
     payload: &mut Payload,
@@ -147,22 +156,38 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large(limit));
     }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::field("body", format!("could not be read: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large(limit));
+    let deadline = req
+        .app_data::<BodyDeadline>()
+        .map_or(std::time::Duration::from_secs(5), |d| d.0);
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|e| ApiError::field("body", format!("could not be read: {e}")))?;
+            if body.len() + chunk.len() > limit {
+                return Err(too_large(limit));
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
+        Ok(body)
+    };
+    match actix_rt::time::timeout(deadline, read).await {
+        Ok(result) => result,
+        Err(_) => Err(ApiError::new(
+            Code::RequestTimeout,
+            format!(
+                "the request body did not arrive within {} ms",
+                deadline.as_millis()
+            ),
+        )),
     }
-    Ok(body)
 }
 
-/// Parses JSON, naming the failing field (`value`, `items[2].id`) in the details.
+/// Parses exactly one JSON value (white space around it allowed, nothing else),
+/// naming the failing field (`value`, `items[2].id`) in the details.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let field = if path == "." || path.is_empty() {
@@ -177,7 +202,39 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             _ => inner.to_string(),
         };
         ApiError::invalid(vec![Detail::new(field, problem)])
-    })
+    })?;
+    de.end()
+        .map_err(|e| ApiError::field("body", format!("is not valid JSON: {e}")))?;
+    Ok(value)
+}
+
+/// A query string parsed into `T`; a parameter given twice, or a value `T` refuses, is a
+/// 400 in the envelope naming the parameter.
+pub struct Query<T>(pub T);
+
+/// The longest parameter name echoed back in an error (the rest is cut).
+const MAX_ECHOED_NAME: usize = 64;
+
+pub fn parse_query<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
+        .map_err(|e| ApiError::field("query", format!("is not a valid query string: {e}")))?;
+    let mut seen = std::collections::HashSet::new();
+    for (name, _) in &pairs {
+        if !seen.insert(name.as_str()) {
+            let shown: String = name.chars().take(MAX_ECHOED_NAME).collect();
+            return Err(ApiError::field(&shown, "must be given at most once"));
+        }
+    }
+    serde_urlencoded::from_str(raw).map_err(|e| ApiError::field("query", e.to_string()))
+}
+
+impl<T: DeserializeOwned> FromRequest for Query<T> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(parse_query(req.query_string()).map(Query))
+    }
 }
 
 impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {

@@ -4,8 +4,8 @@
 use super::admin::limit_param;
 use super::billing::require_stripe;
 use super::context::tag_org;
-use super::error::{ApiError, ApiResult};
-use super::extract::Auth;
+use super::error::ApiResult;
+use super::extract::{Auth, Query};
 use super::fields::{self, Fields};
 use super::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -24,11 +24,9 @@ pub async fn list(
     state: web::Data<AppState>,
     auth: Auth,
     req: HttpRequest,
+    Query(query): Query<ListQuery>,
 ) -> ApiResult<HttpResponse> {
     require_stripe(&state)?;
-    let query = web::Query::<ListQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::field("query", e.to_string()))?
-        .into_inner();
     let org = auth.tenant(&req)?;
     tag_org(&req, &org);
     let limit = limit_param(query.limit.as_deref(), 10, 100)?;

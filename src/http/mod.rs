@@ -36,6 +36,7 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
+    pub smoke: diag::SmokeCache,
 }
 
 impl AppState {
@@ -58,6 +59,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource(
             "/api/orgs/api-keys.revoke",
             web::post().to(orgs::revoke_key),
+        ))
+        .service(resource(
+            "/api/orgs/api-keys.list",
+            web::get().to(orgs::list_keys),
+        ))
+        .service(resource(
+            "/api/orgs/api-keys.revoke-all",
+            web::post().to(orgs::revoke_all_keys),
         ))
         .service(resource(
             "/api/stripe/customer.ensure",

@@ -1,9 +1,10 @@
-//! Stories 1.1 and 1.1b: create an org (idempotent on `Idempotency-Key`), mint and
-//! revoke org API keys.
+//! Stories 1.1 and 1.1b: create an org (idempotent on `Idempotency-Key`), mint, list
+//! and revoke org API keys. Only admin and service tokens mint keys or revoke all of an
+//! org's keys: a leaked org key must not be able to outlive its own revocation.
 
 use super::context::tag_org;
 use super::error::{ApiError, ApiResult, Code};
-use super::extract::{Auth, Json};
+use super::extract::{Auth, Json, Query};
 use super::fields::{self, Fields};
 use super::AppState;
 use crate::auth::Credential;
@@ -136,11 +137,11 @@ pub async fn create_key(
     req: HttpRequest,
     Json(body): Json<CreateKey>,
 ) -> ApiResult<HttpResponse> {
+    auth.require_operator()?;
     let mut f = Fields::new();
     let Some(org) = f.required("orgId", body.org_id.as_deref(), OrgId::parse) else {
         return Err(f.error());
     };
-    auth.require_org(&org)?;
     tag_org(&req, &org);
     ensure_org(&state, &org).await?;
     let (key_id, api_key) = state
@@ -186,4 +187,64 @@ pub async fn revoke_key(
     }
     tracing::info!(org = %owner, key_id = %key, "org API key revoked");
     Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked": true })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListKeys {
+    org_id: Option<String>,
+}
+
+/// The org's active keys: id, creation time and the last four characters, never the
+/// secret.
+pub async fn list_keys(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    Query(query): Query<ListKeys>,
+) -> ApiResult<HttpResponse> {
+    let mut f = Fields::new();
+    let Some(org) = f.required("orgId", query.org_id.as_deref(), OrgId::parse) else {
+        return Err(f.error());
+    };
+    auth.require_org(&org)?;
+    tag_org(&req, &org);
+    ensure_org(&state, &org).await?;
+    let keys: Vec<_> = state
+        .auth
+        .list(&org)
+        .await?
+        .into_iter()
+        .map(|k| {
+            serde_json::json!({
+                "keyId": k.key_id,
+                "createdAt": chrono::DateTime::from_timestamp_millis(k.created_ms)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                "last4": k.last4,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(keys))
+}
+
+/// Revokes every key of the org (admin or service token): the answer to a leak.
+pub async fn revoke_all_keys(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    Json(body): Json<CreateKey>,
+) -> ApiResult<HttpResponse> {
+    auth.require_operator()?;
+    let mut f = Fields::new();
+    let Some(org) = f.required("orgId", body.org_id.as_deref(), OrgId::parse) else {
+        return Err(f.error());
+    };
+    tag_org(&req, &org);
+    ensure_org(&state, &org).await?;
+    let revoked = state
+        .auth
+        .revoke_all(&org, state.now().timestamp_millis())
+        .await?;
+    tracing::info!(org = %org, revoked, "every org API key revoked");
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked": revoked })))
 }

@@ -40,13 +40,14 @@ pub async fn check(
     };
     auth.require_org(&org)?;
     tag_org(&req, &org);
-    let outcome = state.engine.check(&org, &metric, cost).await?;
+    let now = state.now();
+    let outcome = state.engine.check(&org, &metric, cost, now).await?;
     let limits = Limits {
         metric: &metric,
         period: outcome.period,
         included: outcome.included,
         remaining: outcome.decision.remaining,
-        now: state.now(),
+        now,
     };
     if !outcome.decision.allow {
         return Err(limits.denial());

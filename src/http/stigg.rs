@@ -3,11 +3,12 @@
 
 use super::context::{self, tag_org};
 use super::error::{ApiError, ApiResult, Code};
-use super::extract::{Auth, Json};
+use super::extract::{Auth, Json, Query};
 use super::fields::{self, Fields};
 use super::AppState;
-use crate::billing::provisioning::{ProvisionError, ProvisionRequest};
+use crate::billing::stigg::{ProvisionError, ProvisionRequest};
 use crate::domain::OrgId;
+use crate::store::jobs::JobState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
@@ -89,10 +90,8 @@ pub async fn status(
     state: web::Data<AppState>,
     auth: Auth,
     req: HttpRequest,
+    Query(query): Query<StatusQuery>,
 ) -> ApiResult<HttpResponse> {
-    let query = web::Query::<StatusQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::field("query", e.to_string()))?
-        .into_inner();
     let mut f = Fields::new();
     let Some(org) = f.required("orgId", query.org_id.as_deref(), OrgId::parse) else {
         return Err(f.error());
@@ -104,11 +103,16 @@ pub async fn status(
         .status(&org)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no Stigg provisioning for org {org}")))?;
+    let state = match job.state {
+        JobState::Queued => "pending",
+        JobState::Done | JobState::Ignored => "provisioned",
+        JobState::Dead => "failed",
+    };
     Ok(HttpResponse::Ok().json(json!({
-        "state": job.state.as_str(),
+        "state": state,
         "attempts": job.attempts,
         "lastError": job.last_error,
-        "planCode": job.plan_code,
-        "scheduleStrategy": job.strategy.as_graphql(),
+        "planCode": job.payload.plan_code,
+        "scheduleStrategy": job.payload.strategy.as_graphql(),
     })))
 }

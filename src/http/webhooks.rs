@@ -3,12 +3,13 @@
 
 use super::admin::limit_param;
 use super::error::{ApiError, ApiResult, Code};
-use super::extract::{read_body, Auth, Json};
+use super::extract::{read_body, Auth, Json, Query};
 use super::fields::{self, Fields};
 use super::invoices::NEXT_CURSOR;
 use super::AppState;
 use crate::billing::webhooks::{ProcessError, Processed, ReceiveError};
-use crate::store::webhooks::{EventState, WebhookEvent};
+use crate::store::jobs::JobState;
+use crate::store::webhook_jobs::WebhookJob;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
@@ -37,16 +38,18 @@ impl From<ProcessError> for ApiError {
     }
 }
 
-/// Authenticated by the Stripe signature alone; 202 only once the event is durable.
+/// Authenticated by the Stripe signature alone; 202 only once the event is durable. The
+/// signature header's shape and timestamp are checked before the body is read.
 pub async fn receive(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
+    let signature = req.headers().get(SIGNATURE).and_then(|v| v.to_str().ok());
+    let header = state.webhooks.precheck(signature)?;
     let limit = state.settings.server.webhook_body_limit_bytes;
     let body = read_body(&req, &mut payload.into_inner(), limit).await?;
-    let signature = req.headers().get(SIGNATURE).and_then(|v| v.to_str().ok());
-    let accepted = state.webhooks.receive(signature, body.to_vec()).await?;
+    let accepted = state.webhooks.receive(&header, body.to_vec()).await?;
     Ok(HttpResponse::Accepted().json(json!({ "queued": true, "eventId": accepted.event_id })))
 }
 
@@ -119,16 +122,33 @@ pub struct ListQuery {
     limit: Option<String>,
 }
 
-fn view(e: &WebhookEvent) -> serde_json::Value {
+/// The listing's names of the queue's states.
+const STATES: [(&str, JobState); 4] = [
+    ("queued", JobState::Queued),
+    ("processed", JobState::Done),
+    ("dead", JobState::Dead),
+    ("ignored", JobState::Ignored),
+];
+
+fn state_name(state: JobState) -> &'static str {
+    STATES
+        .iter()
+        .find(|(_, s)| *s == state)
+        .map_or("unknown", |(n, _)| n)
+}
+
+fn view(e: &WebhookJob) -> serde_json::Value {
     let at = |ms: i64| fields::rfc3339(ms.div_euclid(1000));
     json!({
         "eventId": e.id,
-        "type": e.event_type,
-        "state": e.state.as_str(),
+        "type": e.payload.event_type,
+        "state": state_name(e.state),
         "attempts": e.attempts,
+        "countedAttempts": e.failures,
+        "outageSince": e.outage_since_ms.and_then(at),
         "lastError": e.last_error,
-        "receivedAt": at(e.received_ms),
-        "nextAttemptAt": (e.state == EventState::Queued).then(|| at(e.next_attempt_ms)).flatten(),
+        "receivedAt": at(e.created_ms),
+        "nextAttemptAt": (e.state == JobState::Queued).then(|| at(e.next_attempt_ms)).flatten(),
         "doneAt": e.done_ms.and_then(at),
     })
 }
@@ -136,16 +156,17 @@ fn view(e: &WebhookEvent) -> serde_json::Value {
 pub async fn list(
     state: web::Data<AppState>,
     auth: Auth,
-    req: HttpRequest,
+    Query(query): Query<ListQuery>,
 ) -> ApiResult<HttpResponse> {
     auth.require_admin()?;
-    let query = web::Query::<ListQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::field("query", e.to_string()))?
-        .into_inner();
     let wanted = query.state.as_deref().unwrap_or("queued");
-    let event_state = EventState::parse(wanted).ok_or_else(|| {
-        ApiError::field("state", "must be one of queued, processed, dead, ignored")
-    })?;
+    let event_state = STATES
+        .iter()
+        .find(|(n, _)| *n == wanted)
+        .map(|(_, s)| *s)
+        .ok_or_else(|| {
+            ApiError::field("state", "must be one of queued, processed, dead, ignored")
+        })?;
     let limit = limit_param(query.limit.as_deref(), 50, 100)?;
     let after = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
         Some(c) => Some(

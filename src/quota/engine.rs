@@ -15,13 +15,8 @@ use crate::store::writer::CommitHandle;
 use crate::store::{self, Store};
 use actix::prelude::*;
 use dashmap::DashMap;
-use futures_util::stream::{self, StreamExt};
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// How many orgs a sweep rolls at once (bounds actor starts and store reads in flight).
-const SWEEP_CONCURRENCY: usize = 64;
 
 pub struct EngineConfig {
     pub arbiters: usize,
@@ -73,7 +68,7 @@ impl QuotaEngine {
                         )
                     }
                     Ok(None) => {}
-                    Err(e) => tracing::error!(error = %e, "idempotency filter scan failed; every record reads the store"),
+                    Err(e) => tracing::error!(error = %crate::errors::chain(&e), "idempotency filter scan failed; every record reads the store"),
                 }
             });
         if let Err(e) = spawned {
@@ -89,6 +84,10 @@ impl QuotaEngine {
             probes,
             arbiters: std::sync::Mutex::new(arbiters),
         }
+    }
+
+    pub(super) fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -107,18 +106,32 @@ impl QuotaEngine {
         &self.registry.shared.store
     }
 
-    /// Decides from memory whether `org` may spend `cost` of `metric`; never writes.
+    /// Decides from memory whether `org` may spend `cost` of `metric` at `now`; never
+    /// writes. An org whose actor is still in an older period is rolled into the clock's
+    /// period first, so a decision is never made from stale counters.
     pub async fn check(
         &self,
         org: &OrgId,
         metric: &Metric,
         cost: u64,
+        now: chrono::DateTime<chrono::Utc>,
     ) -> Result<CheckOutcome, EngineError> {
         let started = Instant::now();
         let index = self.catalogue().metric_index(metric).ok_or_else(|| {
-            EngineError::Unavailable(format!("metric {metric} is not in the catalogue"))
+            EngineError::Internal(format!("metric {metric} is not in the catalogue"))
         })?;
-        let outcome = self.registry.check(org, index, cost).await?;
+        let current = PeriodKey::containing(now);
+        let decide = |view: &super::view::OrgView| view.check(index, cost);
+        // The map guard must not live across an await: take the answer, then drop it.
+        let fast = self.registry.shared.map.get(org).map(|h| decide(&h.view));
+        let mut outcome = match fast {
+            Some(outcome) => outcome,
+            None => decide(&self.registry.get(org).await?.view),
+        };
+        if outcome.period < current {
+            self.registry.send(org, CatchUp).await?;
+            outcome = decide(&self.registry.get(org).await?.view);
+        }
         let m = &self.registry.shared.metrics;
         m.decision_duration.observe(started.elapsed().as_secs_f64());
         let result = if outcome.decision.allow {
@@ -207,6 +220,7 @@ impl QuotaEngine {
         })
         .await?;
         if let CreateOutcome::Created = outcome {
+            self.registry.forget_missing(&org);
             let state = OrgState {
                 plan: PlanCode::free(),
                 period: PeriodKey::containing(self.clock().now()),
@@ -221,65 +235,13 @@ impl QuotaEngine {
         Ok(outcome)
     }
 
-    /// Moves every org whose current period is older than `period` into it (with
-    /// `force`, also zeroes orgs already in it). Returns how many orgs changed.
-    pub async fn rollover(
-        &self,
-        period: PeriodKey,
-        force: bool,
-        trigger: &'static str,
-    ) -> Result<u64, EngineError> {
-        let store = self.store().clone();
-        let mut targets: HashSet<OrgId> = store::blocking(move || {
-            let mut out = HashSet::new();
-            for item in ledger::all_states(&store.ledger) {
-                let (org, state) = item?;
-                if state.period < period || (force && state.period == period) {
-                    out.insert(org);
-                }
-            }
-            Ok(out)
-        })
-        .await?;
-        targets.extend(self.registry.live_handles().into_iter().map(|(org, _)| org));
-        let results: Vec<Result<bool, EngineError>> = stream::iter(targets)
-            .map(|org| async move {
-                match self.registry.send(&org, Rollover { period, force }).await {
-                    Err(EngineError::OrgNotFound) => Ok(false),
-                    other => other,
-                }
-            })
-            .buffer_unordered(SWEEP_CONCURRENCY)
-            .collect()
-            .await;
-        let m = &self.registry.shared.metrics;
-        m.rollover_runs.with_label_values(&[trigger]).inc();
-        let mut updated = 0;
-        let mut first_error = None;
-        for r in results {
-            match r {
-                Ok(true) => updated += 1,
-                Ok(false) => {}
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        m.rollover_orgs.inc_by(updated);
-        tracing::info!(%period, force, trigger, updated, failed = first_error.is_some(), "rollover sweep");
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(updated),
-        }
-    }
-
     /// A message round trip through every arbiter's probe actor.
     pub async fn ping(&self) -> Result<usize, EngineError> {
         for probe in &self.probes {
             probe
                 .send(Ping)
                 .await
-                .map_err(|e| EngineError::Unavailable(e.to_string()))??;
+                .map_err(|_| EngineError::ShuttingDown)??;
         }
         Ok(self.probes.len())
     }

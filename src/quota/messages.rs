@@ -18,8 +18,12 @@ pub enum EngineError {
     /// The actor is stopping; the registry retries on a fresh one.
     #[error("org actor retired")]
     Retired,
-    #[error("the quota engine is unavailable: {0}")]
-    Unavailable(String),
+    /// A bug or an impossible state (never the caller's fault).
+    #[error("quota engine: {0}")]
+    Internal(String),
+    /// The actor system is stopping (shutdown).
+    #[error("the quota engine is shutting down")]
+    ShuttingDown,
 }
 
 /// Record `value` of `metric` in `period`, once per `request`.
@@ -85,10 +89,21 @@ impl Message for Seed {
 
 /// Move to `period` with fresh counters if the org is in an older one; with `force`,
 /// also zero the counters of an org already in it. Replies whether anything changed.
+/// `release`: the sweep started this actor only for this; retire it afterwards.
 #[derive(Debug, Clone)]
 pub struct Rollover {
     pub period: PeriodKey,
     pub force: bool,
+    pub release: bool,
+}
+
+/// Bring the org into the clock's period if it is still in an older one (a check found
+/// its view lagging).
+#[derive(Debug, Clone)]
+pub struct CatchUp;
+
+impl Message for CatchUp {
+    type Result = Result<(), EngineError>;
 }
 
 impl Message for Rollover {

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod messages;
 pub mod registry;
 pub mod rollover;
+pub mod sweep;
 pub mod view;
 
 pub use decision::{decide, Decision};

@@ -4,10 +4,15 @@
 //!
 //! DashMap because lookups on the hot path must not serialize on one lock: it shards the
 //! map, and the common case is a read of a shard shared with no writer.
+//!
+//! Unknown org ids are what a gateway forwarding untrusted input sends most: each would
+//! cost a store read on the blocking pool. So misses are remembered for a few seconds (a
+//! bounded map, cleared for an org when it is created), and cold loads are capped, so
+//! however many unknown ids arrive, they cannot occupy the whole blocking pool.
 
 use super::actor::{OrgActor, Snapshot};
 use super::messages::EngineError;
-use super::view::{CheckOutcome, OrgView};
+use super::view::OrgView;
 use crate::clock::SharedClock;
 use crate::domain::{Catalogue, OrgId, PeriodKey, PlanCode};
 use crate::metrics::Metrics;
@@ -20,7 +25,15 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// How long an unknown org id is answered from memory.
+const MISSING_TTL: Duration = Duration::from_secs(5);
+/// Most unknown ids remembered at once.
+const MISSING_CAPACITY: usize = 16_384;
+/// Most org loads from the store in flight at once.
+const COLD_LOADS: usize = 32;
 
 #[derive(Clone)]
 pub struct OrgHandle {
@@ -44,11 +57,20 @@ pub struct Shared {
     pub idem_filter: IdemFilter,
 }
 
+impl Shared {
+    /// The period the clock is in: the one every decision is made in.
+    pub fn current_period(&self) -> PeriodKey {
+        PeriodKey::containing(self.clock.now())
+    }
+}
+
 pub struct Registry {
     pub shared: Arc<Shared>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
     next_generation: AtomicU64,
+    missing: DashMap<OrgId, Instant>,
+    cold_loads: Semaphore,
 }
 
 impl Registry {
@@ -60,24 +82,66 @@ impl Registry {
             arbiters: owned.iter().map(Arbiter::handle).collect(),
             next_arbiter: AtomicUsize::new(0),
             next_generation: AtomicU64::new(1),
+            missing: DashMap::new(),
+            cold_loads: Semaphore::new(COLD_LOADS),
         };
         (registry, owned)
     }
 
+    fn known_missing(&self, org: &OrgId) -> bool {
+        self.missing
+            .get(org)
+            .is_some_and(|at| at.elapsed() < MISSING_TTL)
+    }
+
+    fn remember_missing(&self, org: &OrgId) {
+        if self.missing.len() >= MISSING_CAPACITY {
+            self.missing.retain(|_, at| at.elapsed() < MISSING_TTL);
+            if self.missing.len() >= MISSING_CAPACITY {
+                return;
+            }
+        }
+        self.missing.insert(org.clone(), Instant::now());
+    }
+
+    /// An org was created: it must not be answered "unknown" from memory.
+    pub fn forget_missing(&self, org: &OrgId) {
+        self.missing.remove(org);
+    }
+
+    /// The org's running actor, if it has one (no store access).
+    pub fn live(&self, org: &OrgId) -> Option<OrgHandle> {
+        self.shared.map.get(org).map(|h| h.clone())
+    }
+
     /// The org's running actor, starting it from the store if needed.
     pub async fn get(&self, org: &OrgId) -> Result<OrgHandle, EngineError> {
-        if let Some(handle) = self.shared.map.get(org) {
-            return Ok(handle.clone());
+        if let Some(handle) = self.live(org) {
+            return Ok(handle);
+        }
+        if self.known_missing(org) {
+            return Err(EngineError::OrgNotFound);
         }
         let snapshot = {
+            let _permit = self
+                .cold_loads
+                .acquire()
+                .await
+                .map_err(|_| EngineError::ShuttingDown)?;
+            if let Some(handle) = self.live(org) {
+                return Ok(handle);
+            }
             let store = self.shared.store.clone();
             let now = self.shared.clock.now();
-            let org = org.clone();
-            store::blocking(move || load(&store, org, now))
+            let id = org.clone();
+            store::blocking(move || load(&store, id, now))
                 .await
                 .map_err(EngineError::from)?
-        }
-        .ok_or(EngineError::OrgNotFound)?;
+        };
+        let Some(snapshot) = snapshot else {
+            self.remember_missing(org);
+            return Err(EngineError::OrgNotFound);
+        };
         Ok(match self.shared.map.entry(org.clone()) {
             Entry::Occupied(e) => e.get().clone(),
             Entry::Vacant(e) => {
@@ -108,20 +172,6 @@ impl Registry {
         })
     }
 
-    /// Decides a check from the view the org's actor publishes, on the caller's thread.
-    /// `metric_index` is the metric's catalogue index.
-    pub async fn check(
-        &self,
-        org: &OrgId,
-        metric_index: usize,
-        cost: u64,
-    ) -> Result<CheckOutcome, EngineError> {
-        if let Some(handle) = self.shared.map.get(org) {
-            return Ok(handle.view.check(metric_index, cost));
-        }
-        Ok(self.get(org).await?.view.check(metric_index, cost))
-    }
-
     /// Sends `msg` to the org's actor, retrying on a fresh actor when the one found was
     /// retiring (its state is in the store by then).
     pub async fn send<M, R>(&self, org: &OrgId, msg: M) -> Result<R, EngineError>
@@ -142,16 +192,12 @@ impl Registry {
                 Ok(result) => return result,
             }
         }
-        Err(EngineError::Unavailable("org actor kept retiring".into()))
+        Err(EngineError::Internal("org actor kept retiring".into()))
     }
 
-    /// Every running org actor (for sweeps that must reach live state too).
-    pub fn live_handles(&self) -> Vec<(OrgId, OrgHandle)> {
-        self.shared
-            .map
-            .iter()
-            .map(|e| (e.key().clone(), e.value().clone()))
-            .collect()
+    /// Every running org actor's id.
+    pub fn live_orgs(&self) -> std::collections::HashSet<OrgId> {
+        self.shared.map.iter().map(|e| e.key().clone()).collect()
     }
 
     pub fn live_count(&self) -> usize {
@@ -159,9 +205,11 @@ impl Registry {
     }
 }
 
-/// Reads what an actor needs; `None` when the org does not exist. An org whose stored
-/// period is older than `now` is rolled forward here (the rollover supervisor may not
-/// have reached it yet, e.g. after downtime across a month boundary).
+/// Reads what an actor needs; `None` when the org does not exist. The org is put in the
+/// clock's period here: an org stored in an older one is rolled forward (the rollover
+/// supervisor may not have reached it yet, e.g. after downtime across a boundary), and
+/// one stored in a later one (written before future periods were refused) is moved back,
+/// so that no decision is ever made outside the clock's period.
 /// The plan in force is re-derived from the billing mirror here too (a scheduled change
 /// may have come due while no actor held the org).
 fn load(
@@ -169,6 +217,7 @@ fn load(
     org: OrgId,
     now: chrono::DateTime<chrono::Utc>,
 ) -> store::StoreResult<Option<Snapshot>> {
+    store.barrier()?;
     let now_unix = now.timestamp();
     let now = PeriodKey::containing(now);
     if orgs::get(&store.orgs, &org)?.is_none() {
@@ -184,7 +233,13 @@ fn load(
             true,
         ),
     };
-    if state.period < now {
+    let mut rolled_from = None;
+    if state.period != now {
+        if state.period < now {
+            rolled_from = Some(state.period);
+        } else {
+            tracing::warn!(org = %org, stored = %state.period, current = %now, "org stored in a future period; moved back to the clock's");
+        }
         state.period = now;
         dirty = true;
     }
@@ -199,6 +254,7 @@ fn load(
         org,
         state,
         state_dirty: dirty,
+        rolled_from,
         counters,
         billing,
     }))

@@ -17,7 +17,8 @@ pub struct OrgView {
     period: AtomicU32,
     included: Box<[AtomicU64]>,
     used: Box<[AtomicU64]>,
-    /// Set by readers so that an org served only by checks is not evicted as idle.
+    /// Set by readers so that an org served only by checks is not evicted as idle (and
+    /// an actor a sweep started is not retired under a reader).
     touched: AtomicBool,
 }
 
@@ -43,7 +44,7 @@ impl OrgView {
             period: AtomicU32::new(0),
             included: zeros(),
             used: zeros(),
-            touched: AtomicBool::new(true),
+            touched: AtomicBool::new(false),
         }
     }
 

@@ -192,10 +192,28 @@ pub fn all_idem_keys(tree: &sled::Tree) -> impl Iterator<Item = StoreResult<sled
         .map(|k| k.map_err(StoreError::from))
 }
 
-/// Every org's stored state (for the rollover supervisor's sweep).
-pub fn all_states(tree: &sled::Tree) -> impl Iterator<Item = StoreResult<(OrgId, OrgState)>> {
-    tree.scan_prefix([b's', 0]).map(|item| {
+/// Up to `limit` orgs' stored states in key order, after `after` (for the period sweep,
+/// which reads them a page at a time).
+pub fn states_page(
+    tree: &sled::Tree,
+    after: Option<&OrgId>,
+    limit: usize,
+) -> StoreResult<Vec<(OrgId, OrgState)>> {
+    let start = match after {
+        // The key right after `after`'s: its own key with a NUL appended.
+        Some(org) => {
+            let mut k = state_key(org);
+            k.push(0);
+            k
+        }
+        None => vec![b's', 0],
+    };
+    let mut out = Vec::new();
+    for item in tree.range(start..) {
         let (k, v) = item?;
+        if !k.starts_with(&[b's', 0]) || out.len() >= limit {
+            break;
+        }
         let raw = std::str::from_utf8(&k[2..]).map_err(|e| StoreError::Corrupt {
             tree: TREE,
             problem: e.to_string(),
@@ -204,8 +222,9 @@ pub fn all_states(tree: &sled::Tree) -> impl Iterator<Item = StoreResult<(OrgId,
             tree: TREE,
             problem: e.to_string(),
         })?;
-        Ok((org, decode(TREE, STATE_V, &v)?))
-    })
+        out.push((org, decode(TREE, STATE_V, &v)?));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -238,6 +257,29 @@ mod tests {
         assert_eq!(counters_for(&t, &a, p).unwrap()[&m], 5);
         assert_eq!(get_counter(&t, &a, p.next(), &m).unwrap(), 1);
         assert_eq!(get_counter(&t, &ab, p.next(), &m).unwrap(), 0);
+    }
+
+    #[test]
+    fn states_are_read_a_page_at_a_time() {
+        let t = tree();
+        let p = PeriodKey::parse("2026-01").unwrap();
+        let orgs: Vec<OrgId> = ["org_a", "org_ab", "org_b", "org_c"]
+            .iter()
+            .map(|o| OrgId::parse(o).unwrap())
+            .collect();
+        for org in &orgs {
+            let state = OrgState {
+                plan: PlanCode::free(),
+                period: p,
+            };
+            apply(&t, [put_state(org, &state)]);
+        }
+        let first = states_page(&t, None, 2).unwrap();
+        let second = states_page(&t, Some(&first[1].0), 2).unwrap();
+        let third = states_page(&t, Some(&second[1].0), 2).unwrap();
+        let seen: Vec<OrgId> = first.into_iter().chain(second).map(|(o, _)| o).collect();
+        assert_eq!(seen, orgs);
+        assert!(third.is_empty());
     }
 
     #[test]

@@ -212,6 +212,26 @@ impl TestApp {
     }
 }
 
+/// Polls `probe` every 20 ms until it yields a value, failing the test after `timeout`
+/// with `what` — for everything a test can only observe once background work has run.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: std::time::Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn body(res: Response) -> Value {
     let text = res.text().await.expect("body");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))

@@ -41,19 +41,27 @@ async fn crossing_a_month_boundary_moves_every_org_to_the_new_period_with_zero_u
         assert_eq!(e["remaining"], 1000);
         assert_eq!(app.stored_used(org, "2026-12").await, 100 + i as u64);
     }
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("edgequota_current_period 202701"),
-        "{metrics}"
-    );
+    // The gauge follows the supervisor's tick, not the reads above.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("edgequota_current_period 202701") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "current_period gauge never moved"
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[actix_web::test]
@@ -84,11 +92,16 @@ async fn orgs_not_in_memory_are_rolled_too() {
 
 #[actix_web::test]
 async fn a_manual_reset_moves_older_orgs_once_and_twice_is_harmless() {
-    let app = spawn_app().await;
+    // The supervisor looks once at start and then not for an hour: the admin reset alone
+    // moves the orgs here.
+    let slow = [("EDGEQUOTA__ROLLOVER__CHECK_INTERVAL_MS", "3600000")];
+    let app = spawn_app_with(default_now(), &slow).await;
     let orgs = [app.create_org().await, app.create_org().await];
     for org in &orgs {
         assert_eq!(app.record(org, "r", 50).await.status(), 200);
     }
+    app.clock
+        .set(Utc.with_ymd_and_hms(2026, 4, 1, 0, 0, 5).unwrap());
     let reset = json!({"periodKey": "2026-04"});
     assert_eq!(
         app.reset(&reset).await,
@@ -99,15 +112,42 @@ async fn a_manual_reset_moves_older_orgs_once_and_twice_is_harmless() {
         app.reset(&reset).await,
         json!({"updated": 0, "periodKey": "2026-04"})
     );
-    // Both orgs are in April with fresh counters; March's usage stays in the store.
-    for org in &orgs {
+    // Both orgs are in April; March's usage stays in the store.
+    for (i, org) in orgs.iter().enumerate() {
         let e = app.entitlements(org).await;
+        let used = if i == 0 { 7 } else { 0 };
         assert_eq!(
             (e["periodKey"].as_str(), e["used"].as_u64()),
-            (Some("2026-04"), Some(0))
+            (Some("2026-04"), Some(used))
         );
-        assert!(app.stored_used(org, "2026-03").await.as_u64().unwrap() >= 50);
+        assert_eq!(app.stored_used(org, "2026-03").await, 50);
     }
+}
+
+#[actix_web::test]
+async fn a_reset_to_a_period_after_the_clocks_is_a_conflict_and_changes_nothing() {
+    let app = spawn_app().await;
+    let org = app.create_org().await;
+    assert_eq!(app.record(&org, "r", 50).await.status(), 200);
+    for period in ["2026-04", "9999-12"] {
+        for force in [false, true] {
+            let res = app
+                .post(
+                    "/api/admin/quotas.reset",
+                    ADMIN,
+                    &json!({"periodKey": period, "force": force}),
+                )
+                .await;
+            let b = assert_error(res, 409, "CONFLICT").await;
+            assert!(b["message"].as_str().unwrap().contains("2026-03"), "{b}");
+        }
+    }
+    let e = app.entitlements(&org).await;
+    assert_eq!(
+        (e["periodKey"].as_str(), e["used"].as_u64()),
+        (Some("2026-03"), Some(50))
+    );
+    assert_eq!(app.stored_used(&org, "2026-03").await, 50);
 }
 
 #[actix_web::test]

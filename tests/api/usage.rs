@@ -101,10 +101,37 @@ async fn seeding_the_current_period_returns_it_unchanged() {
 }
 
 #[actix_web::test]
-async fn seeding_a_newer_period_rolls_over_and_an_older_one_conflicts() {
+async fn seeding_a_period_after_the_clocks_is_a_conflict_naming_the_current_one() {
     let app = spawn_app().await;
     let org = app.create_org().await;
     assert_eq!(app.record(&org, "r", 30).await.status(), 200);
+    for period in ["2026-04", "2027-01", "9999-12"] {
+        let res = app
+            .post(
+                "/api/usage/seed",
+                SERVICE,
+                &json!({"orgId": org, "periodKey": period}),
+            )
+            .await;
+        let b = assert_error(res, 409, "CONFLICT").await;
+        assert!(b["message"].as_str().unwrap().contains("2026-03"), "{b}");
+    }
+    let e = app.entitlements(&org).await;
+    assert_eq!(
+        (e["periodKey"].as_str(), e["used"].as_u64()),
+        (Some("2026-03"), Some(30))
+    );
+}
+
+#[actix_web::test]
+async fn seeding_the_clocks_period_rolls_a_lagging_org_and_an_older_one_conflicts() {
+    // No supervisor sweep after start: the org's actor stays in March until asked.
+    let slow = [("EDGEQUOTA__ROLLOVER__CHECK_INTERVAL_MS", "3600000")];
+    let app = spawn_app_with(default_now(), &slow).await;
+    let org = app.create_org().await;
+    assert_eq!(app.record(&org, "r", 30).await.status(), 200);
+    app.clock
+        .set(chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 4, 1, 0, 0, 5).unwrap());
     let res = app
         .post(
             "/api/usage/seed",
@@ -116,11 +143,6 @@ async fn seeding_a_newer_period_rolls_over_and_an_older_one_conflicts() {
         body(res).await,
         json!({"used": 0, "remaining": 1000, "periodKey": "2026-04"})
     );
-    let e = app.entitlements(&org).await;
-    assert_eq!(
-        (e["periodKey"].as_str(), e["used"].as_u64()),
-        (Some("2026-04"), Some(0))
-    );
     let res = app
         .post(
             "/api/usage/seed",
@@ -129,6 +151,7 @@ async fn seeding_a_newer_period_rolls_over_and_an_older_one_conflicts() {
         )
         .await;
     assert_error(res, 409, "CONFLICT").await;
+    assert_eq!(app.stored_used(&org, "2026-03").await, 30);
 }
 
 #[actix_web::test]

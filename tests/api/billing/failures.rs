@@ -47,7 +47,7 @@ async fn a_429_is_retried() {
     let t = spawn_billing_app().await;
     let (org, _) = t.org_with_customer().await;
     t.stripe
-        .fail(FailRule::rate_limited("/v1/subscriptions", 1, 2));
+        .fail(FailRule::rate_limited("/v1/subscriptions", 1, 2).on("POST"));
     let b = t
         .ok(
             "/api/stripe/subscription.create",
@@ -85,7 +85,7 @@ async fn stripe_down_is_a_500_naming_stripe_and_changes_nothing() {
     let t = spawn_billing_app().await;
     let (org, _) = t.org_with_customer().await;
     t.stripe
-        .fail(FailRule::server_error("/v1/subscriptions", 100));
+        .fail(FailRule::server_error("/v1/subscriptions", 100).on("POST"));
     let res = t
         .post(
             "/api/stripe/subscription.create",

@@ -67,6 +67,8 @@ pub struct FailRule {
 pub enum FailMode {
     /// 500 `api_error`.
     ServerError,
+    /// 400 `invalid_request_error`: Stripe refusing the request itself.
+    BadRequest,
     /// 429 `rate_limit_error` with a `Retry-After` header.
     RateLimited { retry_after_secs: u64 },
     /// Sleep, then answer normally.
@@ -76,6 +78,10 @@ pub enum FailMode {
 impl FailRule {
     pub fn server_error(path_prefix: &str, times: usize) -> FailRule {
         FailRule::new(path_prefix, FailMode::ServerError, Some(times))
+    }
+
+    pub fn bad_request(path_prefix: &str, times: usize) -> FailRule {
+        FailRule::new(path_prefix, FailMode::BadRequest, Some(times))
     }
 
     pub fn rate_limited(path_prefix: &str, retry_after_secs: u64, times: usize) -> FailRule {

@@ -18,6 +18,14 @@ pub async fn serve(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>
             );
             return respond(e.reply());
         }
+        Some(FailMode::BadRequest) => {
+            let e = ApiError::new(
+                400,
+                "invalid_request_error",
+                "This request was refused (injected by the test).",
+            );
+            return respond(e.reply());
+        }
         Some(FailMode::RateLimited { retry_after_secs }) => {
             let e = ApiError::new(
                 429,
@@ -135,6 +143,7 @@ fn route(store: &mut Store, rec: &Recorded, now: i64) -> Reply {
         ("POST", ["billing_portal", "sessions"]) => customers::portal_session(store, &p, now),
         ("GET", ["events", id]) => customers::retrieve_event(store, id),
         ("POST", ["subscriptions"]) => subscriptions::create(store, &p, now),
+        ("GET", ["subscriptions"]) => subscriptions::list(store, &p),
         ("GET", ["subscriptions", id]) => subscriptions::retrieve(store, id),
         ("POST", ["subscriptions", id]) => subscriptions::update(store, &p, id, now),
         ("POST", ["invoices", "create_preview"]) => invoices::preview(store, &p, now),

@@ -107,6 +107,50 @@ pub fn create(store: &mut Store, p: &Params, now: i64) -> Result<Value> {
     Ok(sub)
 }
 
+/// `GET /v1/subscriptions`: by default Stripe lists every subscription that is not
+/// canceled, newest first; `status` narrows it (`all` includes canceled ones).
+pub fn list(store: &Store, p: &Params) -> Result<Value> {
+    p.only(&["customer", "status", "limit", "price"])?;
+    let limit = p.int(&["limit"])?.unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid_param(
+            "limit",
+            "This value must be between 1 and 100.",
+        ));
+    }
+    let status = p.one_of(
+        &["status"],
+        &[
+            "active",
+            "all",
+            "canceled",
+            "ended",
+            "incomplete",
+            "incomplete_expired",
+            "past_due",
+            "paused",
+            "trialing",
+            "unpaid",
+        ],
+    )?;
+    let customer = p.str(&["customer"]);
+    let mut matching: Vec<&Value> = store
+        .subscriptions
+        .iter()
+        .filter(|s| customer.is_none_or(|c| s["customer"] == c))
+        .filter(|s| match status {
+            None => s["status"] != "canceled",
+            Some("all") => true,
+            Some("ended") => s["status"] == "canceled" || s["status"] == "incomplete_expired",
+            Some(wanted) => s["status"] == wanted,
+        })
+        .collect();
+    matching.reverse();
+    let has_more = matching.len() as i64 > limit;
+    let page = matching.into_iter().take(limit as usize).cloned().collect();
+    Ok(objects::list(page, has_more, "/v1/subscriptions"))
+}
+
 pub fn retrieve(store: &Store, id: &str) -> Result<Value> {
     find(&store.subscriptions, id)
         .cloned()

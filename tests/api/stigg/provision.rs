@@ -198,13 +198,24 @@ async fn correlation_ids_reach_the_response_stigg_and_the_debug_log() {
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-correlation-id"], "corr-stigg-1");
     assert_eq!(res.headers()["x-request-id"], "req-stigg-1");
-    for call in s.stigg.calls() {
+    let calls = s.stigg.calls();
+    assert_eq!(calls.len(), 2, "customer, then subscription");
+    for call in calls {
         assert_eq!(call.header("x-correlation-id"), Some("corr-stigg-1"));
     }
-    let log = body(
-        s.t.app
-            .get("/api/admin/debug-log?correlationId=corr-stigg-1", ADMIN)
-            .await,
+    // The DebugLog is written by a batched background task.
+    let log = crate::helpers::eventually(
+        "the provision request in the DebugLog",
+        std::time::Duration::from_secs(5),
+        || async {
+            let log = body(
+                s.t.app
+                    .get("/api/admin/debug-log?correlationId=corr-stigg-1", ADMIN)
+                    .await,
+            )
+            .await;
+            (!log.as_array()?.is_empty()).then_some(log)
+        },
     )
     .await;
     assert_eq!(log[0]["route"], "/api/stigg/provision", "{log}");

@@ -49,8 +49,9 @@ async fn a_permanently_failing_event_becomes_a_visible_replayable_dead_letter() 
     let t = spawn_webhook_app().await;
     let (org, _, sub) = t.org_on_trial().await;
     t.stripe.set_subscription_price(&sub, "plan_pro_m");
+    // Stripe refusing the read (a 400) is not an outage: every attempt counts.
     t.stripe
-        .fail(FailRule::server_error(&format!("/v1/subscriptions/{sub}"), 1_000).on("GET"));
+        .fail(FailRule::bad_request(&format!("/v1/subscriptions/{sub}"), 1_000).on("GET"));
     let event = subscription_event(&t, "customer.subscription.updated", &sub);
     let id = event["id"].as_str().unwrap().to_owned();
     t.deliver(&event).await;
@@ -90,6 +91,49 @@ async fn a_permanently_failing_event_becomes_a_visible_replayable_dead_letter() 
     t.wait_for_plan(&org, "plan_pro_m").await;
     t.wait_for_event(&id, "processed").await;
     assert!(t.events_in("dead").await.is_empty());
+}
+
+#[actix_web::test]
+async fn a_stripe_outage_uses_no_attempts_until_its_budget_is_spent() {
+    let t = spawn_webhook_app().await;
+    let (org, _, sub) = t.org_on_trial().await;
+    t.stripe.set_subscription_price(&sub, "plan_pro_m");
+    t.stripe
+        .fail(FailRule::server_error(&format!("/v1/subscriptions/{sub}"), 100_000).on("GET"));
+    let event = subscription_event(&t, "customer.subscription.updated", &sub);
+    let id = event["id"].as_str().unwrap().to_owned();
+    t.deliver(&event).await;
+    // Ten hours of 5xx answers on the service clock, in steps past the capped backoff.
+    let queued = loop {
+        t.app.clock.advance(chrono::Duration::seconds(40));
+        let e = t.wait_for_event(&id, "queued").await;
+        if e["attempts"].as_u64().unwrap() >= 6 {
+            break e;
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(30)).await;
+    };
+    assert_eq!(queued["countedAttempts"], 0, "{queued}");
+    assert!(queued["outageSince"].is_string(), "{queued}");
+    assert!(t.events_in("dead").await.is_empty());
+    t.app.clock.advance(chrono::Duration::hours(10));
+    // Past the 72-hour budget every further attempt counts: dead after 3.
+    t.app.clock.advance(chrono::Duration::hours(63));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let dead = loop {
+        t.app.clock.advance(chrono::Duration::minutes(6));
+        actix_rt::time::sleep(std::time::Duration::from_millis(40)).await;
+        if let Some(e) = t
+            .events_in("dead")
+            .await
+            .into_iter()
+            .find(|e| e["eventId"] == id.as_str())
+        {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "never parked");
+    };
+    assert_eq!(dead["countedAttempts"], 3, "{dead}");
+    assert_eq!(t.plan_of(&org).await.0, "plan_starter_m");
 }
 
 #[actix_web::test]

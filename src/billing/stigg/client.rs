@@ -1,28 +1,46 @@
 //! The only code that speaks Stigg: a small GraphQL client over reqwest for the two
 //! provisioning mutations. GraphQL reports failures inside a 200 (`errors`), so every
-//! answer is classified: validation errors and 4xx are permanent (retrying cannot help),
-//! timeouts, 5xx and other GraphQL errors transient. A "duplicate customer" error on
-//! provisionCustomer means the customer exists, which is what was asked for.
+//! answer is classified: validation errors and other 4xx are permanent (retrying cannot
+//! help); timeouts, connection errors, 5xx, 408, 429 and a refused key (401/403: a
+//! rotated key) are an outage, waited out; other GraphQL errors are transient. A
+//! "duplicate customer" error on provisionCustomer means the customer exists, which is
+//! what was asked for.
 
 use crate::config::StiggSettings;
 use crate::metrics::Metrics;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-const PROVISION_CUSTOMER: &str = "mutation ProvisionCustomer($input: ProvisionCustomerInput!) { provisionCustomer(input: $input) { customer { id customerId billingId } } }";
-const PROVISION_SUBSCRIPTION: &str = "mutation ProvisionSubscription($input: ProvisionSubscriptionInput!) { provisionSubscription(input: $input) { id status subscription { id status } } }";
+/// The operation documents sent to Stigg (the test fake validates these very texts).
+pub const PROVISION_CUSTOMER: &str = "mutation ProvisionCustomer($input: ProvisionCustomerInput!) { provisionCustomer(input: $input) { customer { id customerId billingId } } }";
+pub const PROVISION_SUBSCRIPTION: &str = "mutation ProvisionSubscription($input: ProvisionSubscriptionInput!) { provisionSubscription(input: $input) { id status subscription { id status } } }";
 
 /// GraphQL error codes Stigg uses for "already exists".
 const DUPLICATE_CODES: [&str; 2] = ["DuplicatedEntityNotAllowed", "CustomerAlreadyExists"];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StiggFailure {
-    /// Worth retrying later (Stigg down, slow, or failing internally).
+    /// Stigg unreachable, slow, failing, rate-limiting us or refusing our key: wait it
+    /// out.
     #[error("Stigg is unavailable: {0}")]
+    Outage(String),
+    /// Stigg answered with an error worth retrying a few times.
+    #[error("Stigg failed: {0}")]
     Transient(String),
     /// Stigg refused the request itself; retrying the same request cannot succeed.
     #[error("Stigg refused the request: {0}")]
     Permanent(String),
+}
+
+impl StiggFailure {
+    pub fn failure_kind(&self) -> crate::store::jobs::FailureKind {
+        use crate::store::jobs::FailureKind;
+        match self {
+            StiggFailure::Outage(_) => FailureKind::Outage,
+            StiggFailure::Transient(_) => FailureKind::Transient,
+            StiggFailure::Permanent(_) => FailureKind::Permanent,
+        }
+    }
 }
 
 pub struct StiggClient {
@@ -103,18 +121,24 @@ impl StiggClient {
             .await;
         let result = async {
             let res = res.map_err(|e| {
-                StiggFailure::Transient(if e.is_timeout() {
+                StiggFailure::Outage(if e.is_timeout() {
                     "Stigg did not answer in time".to_owned()
                 } else {
                     format!("could not reach Stigg: {e}")
                 })
             })?;
             let status = res.status();
-            let body = res.text().await.map_err(|e| {
-                StiggFailure::Transient(format!("reading Stigg's answer failed: {e}"))
-            })?;
-            if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
-                return Err(StiggFailure::Transient(format!("Stigg answered {status}")));
+            let body = res
+                .text()
+                .await
+                .map_err(|e| StiggFailure::Outage(format!("reading Stigg's answer failed: {e}")))?;
+            if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
+                return Err(StiggFailure::Outage(format!("Stigg answered {status}")));
+            }
+            if matches!(status.as_u16(), 401 | 403) {
+                return Err(StiggFailure::Outage(format!(
+                    "Stigg refused the configured API key ({status}); check stigg.api_key"
+                )));
             }
             if !status.is_success() {
                 return Err(StiggFailure::Permanent(format!(
@@ -134,7 +158,7 @@ impl StiggClient {
         let outcome = match &result {
             Ok(Ok(_)) => "ok",
             Ok(Err(_)) => "graphql_error",
-            Err(StiggFailure::Transient(_)) => "failed",
+            Err(StiggFailure::Outage(_) | StiggFailure::Transient(_)) => "failed",
             Err(StiggFailure::Permanent(_)) => "rejected",
         };
         self.metrics
@@ -151,8 +175,16 @@ impl StiggClient {
     fn failure(errors: &[Value]) -> StiggFailure {
         let messages: Vec<String> = errors.iter().map(|e| error_facts(e).0).collect();
         let text = messages.join("; ");
+        let internal = |e: &Value| {
+            matches!(
+                error_facts(e).1.as_deref(),
+                Some("INTERNAL_SERVER_ERROR" | "SERVICE_UNAVAILABLE")
+            )
+        };
         if errors.iter().any(|e| error_facts(e).2) {
             StiggFailure::Permanent(text)
+        } else if errors.iter().all(internal) {
+            StiggFailure::Outage(text)
         } else {
             StiggFailure::Transient(text)
         }
@@ -239,6 +271,11 @@ mod tests {
         let internal = json!({"message": "boom", "extensions": {"code": "INTERNAL_SERVER_ERROR"}});
         assert!(matches!(
             StiggClient::failure(&[internal]),
+            StiggFailure::Outage(_)
+        ));
+        let odd = json!({"message": "odd", "extensions": {"code": "SOMETHING_ELSE"}});
+        assert!(matches!(
+            StiggClient::failure(&[odd]),
             StiggFailure::Transient(_)
         ));
     }

@@ -1,0 +1,95 @@
+//! The org-wide period sweep behind the rollover supervisor and the admin quota reset:
+//! every org whose stored period is older than the target moves into it (with `force`,
+//! orgs already in it are zeroed too).
+//!
+//! The stored states are read a page at a time, and an org with no running actor gets
+//! one only for its roll, retired right after unless a request came to it meanwhile: so
+//! a sweep over a million orgs holds at most a page's worth of ids and
+//! `SWEEP_CONCURRENCY` actors it started, never one actor per org.
+
+use super::engine::QuotaEngine;
+use super::messages::{EngineError, Rollover};
+use crate::domain::{OrgId, PeriodKey};
+use crate::store::{self, ledger};
+use futures_util::stream::{self, StreamExt};
+
+/// How many orgs a sweep rolls at once (bounds actor starts and store reads in flight).
+const SWEEP_CONCURRENCY: usize = 64;
+/// Stored org states read per page.
+const PAGE: usize = 1_000;
+
+impl QuotaEngine {
+    /// Moves every org whose current period is older than `period` into it (with
+    /// `force`, also zeroes orgs already in it). Returns how many orgs changed. A period
+    /// after the clock's is refused: no org may be moved out of the clock's period.
+    pub async fn rollover(
+        &self,
+        period: PeriodKey,
+        force: bool,
+        trigger: &'static str,
+    ) -> Result<u64, EngineError> {
+        let current = self.shared().current_period();
+        if period > current {
+            return Err(EngineError::Conflict(format!(
+                "period {period} is after the current period {current}; nothing was reset"
+            )));
+        }
+        let live = self.registry().live_orgs();
+        let mut after: Option<OrgId> = None;
+        let mut updated = 0;
+        let mut first_error = None;
+        loop {
+            let tree = self.store().ledger.clone();
+            let from = after.clone();
+            let page =
+                store::blocking(move || ledger::states_page(&tree, from.as_ref(), PAGE)).await?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            after = Some(last.clone());
+            let done = page.len() < PAGE;
+            let targets = page
+                .into_iter()
+                .filter(|(_, s)| s.period < period || (force && s.period == period))
+                .map(|(org, _)| org);
+            let results: Vec<Result<bool, EngineError>> = stream::iter(targets)
+                .map(|org| {
+                    let release = !live.contains(&org);
+                    async move {
+                        let msg = Rollover {
+                            period,
+                            force,
+                            release,
+                        };
+                        match self.registry().send(&org, msg).await {
+                            Err(EngineError::OrgNotFound) => Ok(false),
+                            other => other,
+                        }
+                    }
+                })
+                .buffer_unordered(SWEEP_CONCURRENCY)
+                .collect()
+                .await;
+            for r in results {
+                match r {
+                    Ok(true) => updated += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        let m = &self.shared().metrics;
+        m.rollover_runs.with_label_values(&[trigger]).inc();
+        m.rollover_orgs.inc_by(updated);
+        tracing::info!(%period, force, trigger, updated, failed = first_error.is_some(), "rollover sweep");
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(updated),
+        }
+    }
+}
