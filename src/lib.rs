@@ -116,6 +116,11 @@ impl Application {
             settings.auth.service_tokens = vec![service];
         }
         let metrics = metrics::Metrics::new();
+        metrics.init_series(&metrics::labels::Known {
+            metrics: catalogue.metrics(),
+            routes: http::ROUTES,
+            stripe_operations: billing::stripe::OPERATIONS,
+        });
         let writer = GroupCommitWriter::start(
             store.clone(),
             settings.store.commit_max_batch,

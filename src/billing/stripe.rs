@@ -36,6 +36,26 @@ use stripe_core::setup_intent::{CreateSetupIntent, CreateSetupIntentUsage};
 use stripe_payment::payment_method::AttachPaymentMethod;
 use stripe_product::price::ListPrice;
 
+/// Every operation name this module sends (the `operation` label of the Stripe metrics).
+pub const OPERATIONS: &[&str] = &[
+    "billing_portal.sessions.create",
+    "customers.create",
+    "customers.update",
+    "events.retrieve",
+    "invoices.create_preview",
+    "invoices.list",
+    "payment_methods.attach",
+    "prices.list",
+    "setup_intents.create",
+    "subscription_schedules.create",
+    "subscription_schedules.release",
+    "subscription_schedules.update",
+    "subscriptions.create",
+    "subscriptions.list",
+    "subscriptions.retrieve",
+    "subscriptions.update",
+];
+
 /// Why a Stripe call did not succeed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StripeFailure {
@@ -710,5 +730,33 @@ impl StripeApi {
             .send("billing_portal.sessions.create", &req, Some(key))
             .await?
             .url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_operation_sent_is_in_the_label_set() {
+        let full = include_str!("stripe.rs");
+        let source = &full[..full.find("#[cfg(test)]").unwrap_or(full.len())];
+        let mut sent = std::collections::BTreeSet::new();
+        for (i, _) in source.match_indices(".send(") {
+            let rest = source[i + 6..].trim_start();
+            if let Some(name) = rest.strip_prefix('"').and_then(|r| r.split('"').next()) {
+                sent.insert(name);
+            }
+        }
+        assert!(sent.len() >= 10, "{sent:?}");
+        for name in &sent {
+            assert!(
+                super::OPERATIONS.contains(name),
+                "{name} is not in OPERATIONS"
+            );
+        }
+        assert_eq!(
+            sent.len(),
+            super::OPERATIONS.len(),
+            "unused operation names"
+        );
     }
 }

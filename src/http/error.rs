@@ -209,9 +209,7 @@ impl From<BillingError> for ApiError {
                 // Say "nothing was changed" only when that is known.
                 let note = match failure.outcome() {
                     Outcome::NotApplied => "nothing was changed",
-                    Outcome::Unknown => {
-                        "its outcome is unknown; retrying the same request is safe"
-                    }
+                    Outcome::Unknown => "its outcome is unknown; retrying the same request is safe",
                 };
                 ApiError::new(Code::Internal, format!("{failure}; {note}"))
             }

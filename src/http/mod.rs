@@ -45,116 +45,58 @@ impl AppState {
     }
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    let resource = |path: &'static str, route: actix_web::Route| {
-        web::resource(path)
-            .route(route)
-            .default_service(web::to(method_not_allowed))
+/// Every route: pattern, method, handler. The metrics' `route` label takes its values
+/// from this table (so the series exist from the start), and nothing else is routed.
+macro_rules! route_table {
+    ($($path:literal $method:ident => $handler:path),+ $(,)?) => {
+        /// Every route pattern with the method it answers.
+        pub const ROUTES: &[(&str, &str)] = &[$(($path, stringify!($method))),+];
+
+        pub fn routes(cfg: &mut web::ServiceConfig) {
+            $(
+                cfg.service(
+                    web::resource($path)
+                        .route(web::method(actix_web::http::Method::$method).to($handler))
+                        .default_service(web::to(method_not_allowed)),
+                );
+            )+
+            cfg.default_service(web::to(not_found));
+        }
     };
-    cfg.service(resource("/api/orgs.create", web::post().to(orgs::create)))
-        .service(resource(
-            "/api/orgs/api-keys.create",
-            web::post().to(orgs::create_key),
-        ))
-        .service(resource(
-            "/api/orgs/api-keys.revoke",
-            web::post().to(orgs::revoke_key),
-        ))
-        .service(resource(
-            "/api/orgs/api-keys.list",
-            web::get().to(orgs::list_keys),
-        ))
-        .service(resource(
-            "/api/orgs/api-keys.revoke-all",
-            web::post().to(orgs::revoke_all_keys),
-        ))
-        .service(resource(
-            "/api/stripe/customer.ensure",
-            web::post().to(billing::ensure_customer),
-        ))
-        .service(resource(
-            "/api/stripe/subscription.create",
-            web::post().to(billing::create_subscription),
-        ))
-        .service(resource(
-            "/api/payments/setup-intent.create",
-            web::post().to(payments::setup_intent),
-        ))
-        .service(resource(
-            "/api/payments/default-method.set",
-            web::post().to(payments::default_method),
-        ))
-        .service(resource(
-            "/api/payments/portal.create",
-            web::post().to(payments::portal),
-        ))
-        .service(resource(
-            "/api/plans/preview",
-            web::post().to(plans::preview),
-        ))
-        .service(resource(
-            "/api/plans/upgrade.now",
-            web::post().to(plans::upgrade_now),
-        ))
-        .service(resource(
-            "/api/plans/downgrade.schedule",
-            web::post().to(plans::downgrade_schedule),
-        ))
-        .service(resource(
-            "/api/invoices.list",
-            web::get().to(invoices::list),
-        ))
-        .service(resource(
-            "/api/webhooks/stripe.receive",
-            web::post().to(webhooks::receive),
-        ))
-        .service(resource(
-            "/api/jobs/stripe.process",
-            web::post().to(webhooks::process),
-        ))
-        .service(resource(
-            "/api/admin/webhooks.replay",
-            web::post().to(webhooks::replay),
-        ))
-        .service(resource(
-            "/api/admin/webhooks.list",
-            web::get().to(webhooks::list),
-        ))
-        .service(resource(
-            "/api/stigg/provision",
-            web::post().to(stigg::provision),
-        ))
-        .service(resource(
-            "/api/stigg/provision.status",
-            web::get().to(stigg::status),
-        ))
-        .service(resource("/api/usage/seed", web::post().to(usage::seed)))
-        .service(resource("/api/usage/record", web::post().to(usage::record)))
-        .service(resource("/api/quota/check", web::post().to(quota::check)))
-        .service(resource(
-            "/api/quota/deny-envelope.example",
-            web::post().to(quota::deny_example),
-        ))
-        .service(resource(
-            "/api/me/entitlements.read",
-            web::get().to(me::entitlements),
-        ))
-        .service(resource(
-            "/api/admin/quotas.reset",
-            web::post().to(admin::quotas_reset),
-        ))
-        .service(resource(
-            "/api/admin/debug-log",
-            web::get().to(admin::debug_log),
-        ))
-        .service(resource(
-            "/api/admin/usage.read",
-            web::get().to(admin::usage_read),
-        ))
-        .service(resource("/api/diag/smoke", web::get().to(diag::smoke)))
-        .service(resource("/api/diag/ping", web::get().to(diag::ping)))
-        .service(resource("/metrics", web::get().to(diag::metrics)))
-        .default_service(web::to(not_found));
+}
+
+route_table! {
+    "/api/orgs.create" POST => orgs::create,
+    "/api/orgs/api-keys.create" POST => orgs::create_key,
+    "/api/orgs/api-keys.revoke" POST => orgs::revoke_key,
+    "/api/orgs/api-keys.list" GET => orgs::list_keys,
+    "/api/orgs/api-keys.revoke-all" POST => orgs::revoke_all_keys,
+    "/api/stripe/customer.ensure" POST => billing::ensure_customer,
+    "/api/stripe/subscription.create" POST => billing::create_subscription,
+    "/api/payments/setup-intent.create" POST => payments::setup_intent,
+    "/api/payments/default-method.set" POST => payments::default_method,
+    "/api/payments/portal.create" POST => payments::portal,
+    "/api/plans/preview" POST => plans::preview,
+    "/api/plans/upgrade.now" POST => plans::upgrade_now,
+    "/api/plans/downgrade.schedule" POST => plans::downgrade_schedule,
+    "/api/invoices.list" GET => invoices::list,
+    "/api/webhooks/stripe.receive" POST => webhooks::receive,
+    "/api/jobs/stripe.process" POST => webhooks::process,
+    "/api/admin/webhooks.replay" POST => webhooks::replay,
+    "/api/admin/webhooks.list" GET => webhooks::list,
+    "/api/stigg/provision" POST => stigg::provision,
+    "/api/stigg/provision.status" GET => stigg::status,
+    "/api/usage/seed" POST => usage::seed,
+    "/api/usage/record" POST => usage::record,
+    "/api/quota/check" POST => quota::check,
+    "/api/quota/deny-envelope.example" POST => quota::deny_example,
+    "/api/me/entitlements.read" GET => me::entitlements,
+    "/api/admin/quotas.reset" POST => admin::quotas_reset,
+    "/api/admin/debug-log" GET => admin::debug_log,
+    "/api/admin/usage.read" GET => admin::usage_read,
+    "/api/diag/smoke" GET => diag::smoke,
+    "/api/diag/ping" GET => diag::ping,
+    "/metrics" GET => diag::metrics,
 }
 
 async fn not_found(req: HttpRequest) -> error::ApiResult<HttpResponse> {

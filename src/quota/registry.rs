@@ -119,7 +119,9 @@ impl Registry {
         if let Some(handle) = self.live(org) {
             return Ok(handle);
         }
+        let loads = &self.shared.metrics.org_loads;
         if self.known_missing(org) {
+            loads.with_label_values(&["unknown_cached"]).inc();
             return Err(EngineError::OrgNotFound);
         }
         let snapshot = {
@@ -139,9 +141,11 @@ impl Registry {
                 .map_err(EngineError::from)?
         };
         let Some(snapshot) = snapshot else {
+            loads.with_label_values(&["unknown"]).inc();
             self.remember_missing(org);
             return Err(EngineError::OrgNotFound);
         };
+        loads.with_label_values(&["loaded"]).inc();
         Ok(match self.shared.map.entry(org.clone()) {
             Entry::Occupied(e) => e.get().clone(),
             Entry::Vacant(e) => {

@@ -20,6 +20,8 @@ pub struct TestApp {
     pub dir: TempDir,
     pub handle: actix_web::dev::ServerHandle,
     pub engine: Arc<edgequota::quota::QuotaEngine>,
+    /// The store's fault injection (inert unless a test arms it).
+    pub faults: Arc<edgequota::store::faults::Faults>,
     pub running: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -76,8 +78,10 @@ pub async fn spawn_app_in(dir: TempDir, now: DateTime<Utc>, extra: &[(&str, &str
     let base = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     let engine = app.engine();
+    let faults = app.faults();
     let running = actix_rt::spawn(app.run_until_stopped());
     TestApp {
+        faults,
         running,
         base,
         client: reqwest::Client::new(),

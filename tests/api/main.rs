@@ -9,6 +9,7 @@ mod billing;
 mod binary;
 mod fake_stigg;
 mod fake_stripe;
+mod hardening;
 mod observability;
 mod operator_kit;
 mod orgs;

@@ -287,3 +287,45 @@ async fn an_upgrade_failing_after_releasing_a_downgrade_forgets_the_downgrade() 
     actix_rt::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(t.plan_of(&org).await.0, "plan_pro_m");
 }
+
+#[actix_web::test]
+async fn a_create_whose_answer_times_out_never_leaves_two_live_subscriptions() {
+    let t = spawn_billing_app_with(&[("EDGEQUOTA__STRIPE__MAX_RETRIES", "0")]).await;
+    let (org, _) = t.org_with_customer().await;
+    // Stripe creates the subscription but answers after the service stopped waiting.
+    t.stripe
+        .fail(FailRule::slow("/v1/subscriptions", Duration::from_millis(900), Some(1)).on("POST"));
+    let res = t
+        .post(
+            "/api/stripe/subscription.create",
+            json!({"orgId": org, "priceLookup": "plan_starter_m"}),
+        )
+        .await;
+    let b = assert_error(res, 500, "INTERNAL").await;
+    let message = b["message"].as_str().unwrap();
+    assert!(message.contains("unknown"), "{b}");
+    assert!(!message.contains("nothing was changed"), "{b}");
+    // The slow create completes on Stripe's side.
+    crate::helpers::eventually(
+        "Stripe to finish the slow create",
+        Duration::from_secs(5),
+        || async { (t.stripe.subscriptions().len() == 1).then_some(()) },
+    )
+    .await;
+    // The caller retries, even with another plan: the live subscription is adopted.
+    let b = t
+        .ok(
+            "/api/stripe/subscription.create",
+            json!({"orgId": org, "priceLookup": "plan_pro_m"}),
+        )
+        .await;
+    let live: Vec<_> = t
+        .stripe
+        .subscriptions()
+        .into_iter()
+        .filter(|s| s["status"] != "canceled")
+        .collect();
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(b["subscriptionId"], live[0]["id"]);
+    assert_eq!(t.plan_of(&org).await.0, "plan_starter_m");
+}

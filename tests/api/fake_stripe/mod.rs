@@ -157,6 +157,21 @@ pub struct FakeStripe {
     handle: ServerHandle,
 }
 
+fn serve(shared: &Arc<Shared>, listener: std::net::TcpListener) -> actix_web::dev::Server {
+    let data = web::Data::from(shared.clone());
+    HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .default_service(web::to(server::serve))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(0)
+    .listen(listener)
+    .expect("listen fake stripe")
+    .run()
+}
+
 impl FakeStripe {
     /// Serves on 127.0.0.1:0 with one worker, spawned on the current actix runtime.
     pub async fn start() -> FakeStripe {
@@ -166,20 +181,9 @@ impl FakeStripe {
             failures: Mutex::default(),
             clock: Mutex::default(),
         });
-        let data = web::Data::from(shared.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake stripe");
         let addr = listener.local_addr().expect("fake stripe address");
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .default_service(web::to(server::serve))
-        })
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(0)
-        .listen(listener)
-        .expect("listen fake stripe")
-        .run();
+        let server = serve(&shared, listener);
         let handle = server.handle();
         actix_rt::spawn(server);
         FakeStripe {
@@ -191,6 +195,24 @@ impl FakeStripe {
 
     pub async fn stop(&self) {
         self.handle.stop(false).await;
+    }
+
+    /// Serves again on the same address, with the same state, after `stop` (an outage
+    /// that ends). The address is re-bound with SO_REUSEADDR, as a restarted Stripe
+    /// edge would come back where it was.
+    pub async fn restart(&mut self) {
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .expect("socket");
+        socket.set_reuse_address(true).expect("SO_REUSEADDR");
+        socket.bind(&self.addr.into()).expect("re-bind fake stripe");
+        socket.listen(128).expect("listen");
+        let server = serve(&self.shared, socket.into());
+        self.handle = server.handle();
+        actix_rt::spawn(server);
     }
 
     /// With the trailing slash async-stripe expects (it builds `{base}v1{path}`).

@@ -223,3 +223,50 @@ async fn a_subscription_created_outside_the_service_is_adopted() {
         .await;
     assert_eq!(b["subscriptionId"], sub.as_str());
 }
+
+#[actix_web::test]
+async fn a_subscription_of_another_customer_naming_the_org_in_metadata_is_ignored() {
+    let t = spawn_webhook_app().await;
+    let (org, _) = t.org_with_customer().await;
+    // Someone else's customer, with a subscription whose metadata claims the org.
+    let stripe = reqwest::Client::new();
+    let post = |path: &str, form: Vec<(&str, String)>| {
+        stripe
+            .post(format!("{}v1/{path}", t.stripe.url()))
+            .bearer_auth(crate::fake_stripe::API_KEY)
+            .form(&form)
+            .send()
+    };
+    let foreign = post("customers", vec![("email", "x@evil.test".into())])
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let price = t.stripe.price_id("plan_scale_m").unwrap();
+    let created = post(
+        "subscriptions",
+        vec![
+            ("customer", foreign.clone()),
+            ("items[0][price]", price),
+            ("metadata[org_id]", org.clone()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status(), 200);
+    let sub = created.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let event = subscription_event(&t, "customer.subscription.created", &sub);
+    t.deliver(&event).await;
+    let e = t
+        .wait_for_event(event["id"].as_str().unwrap(), "ignored")
+        .await;
+    assert!(e["lastError"].as_str().unwrap().contains("not org"), "{e}");
+    assert_eq!(t.plan_of(&org).await, ("plan_free".into(), 1_000));
+}

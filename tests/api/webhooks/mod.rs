@@ -4,6 +4,7 @@
 mod convergence;
 mod crash;
 mod intake;
+mod outage;
 mod recovery;
 
 use crate::billing::{spawn_billing_app_with, BillingApp};

@@ -1,6 +1,9 @@
 //! Every Prometheus metric the service exports, described once, all prefixed
 //! `edgequota_`. No metric carries an org label: orgs are unbounded, and a label per org
-//! would explode the time-series count.
+//! would explode the time-series count. Every label value comes from a fixed set
+//! (`labels.rs`), and every series exists from the start.
+
+pub mod labels;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
@@ -22,6 +25,7 @@ pub struct Inner {
     pub actors_live: IntGauge,
     pub actor_starts: IntCounter,
     pub actor_idle_stops: IntCounter,
+    pub org_loads: IntCounterVec,
     pub commit_batch_size: Histogram,
     pub commit_duration: Histogram,
     pub commit_errors: IntCounter,
@@ -172,6 +176,11 @@ impl Metrics {
                 "org_actor_idle_stops_total",
                 "Org actors stopped after being idle",
             ),
+            org_loads: counter_vec(
+                "org_loads_total",
+                "Org look-ups that missed the live actors, by outcome (loaded from the store, unknown, unknown answered from the negative cache)",
+                &["outcome"],
+            ),
             commit_batch_size: histogram(
                 "store_commit_batch_size",
                 "Writes applied by one group commit",
@@ -218,7 +227,7 @@ impl Metrics {
             stripe_duration,
             webhook_events: counter_vec(
                 "webhook_events_total",
-                "Stripe webhook events by type family and outcome (queued, duplicate, ignored, rejected, processed, failed, dead)",
+                "Stripe webhook events by type family and outcome (queued, duplicate, ignored, rejected, processed, failed, outage, dead)",
                 &["family", "outcome"],
             ),
             webhook_queue_depth: gauge(
