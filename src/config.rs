@@ -78,6 +78,7 @@ pub struct ServerSettings {
     pub body_read_timeout_ms: u64,
     pub max_connections: usize,
     pub shutdown_timeout_secs: u64,
+    pub shutdown_grace_ms: u64,
     pub open_diagnostics: bool,
 }
 

@@ -55,7 +55,7 @@ pub enum StartError {
     },
     #[error("billing settings: {0}")]
     Stripe(String),
-    #[error("binding {bind}: {source}")]
+    #[error("cannot listen on server.bind = {bind:?} (EDGEQUOTA__SERVER__BIND): {source}")]
     Bind {
         bind: String,
         source: std::io::Error,
@@ -74,6 +74,40 @@ pub struct Application {
     webhook_supervisor: Addr<QueueSupervisor<billing::Webhooks>>,
     stigg_supervisor: Addr<QueueSupervisor<billing::Provisioning>>,
     debug_log_task: tokio::task::JoinHandle<()>,
+    shutting_down: Arc<std::sync::atomic::AtomicBool>,
+    shutdown_grace: Duration,
+}
+
+/// Waits for SIGTERM or SIGINT, marks the service as shutting down, and for `grace`
+/// answers every request that starts with 503 and `Connection: close` (a client learns
+/// its request was not processed and retries elsewhere, instead of seeing a reset); then
+/// stops the server gracefully: it stops accepting and in-flight requests finish.
+async fn stop_on_signal(
+    server: ServerHandle,
+    flag: Arc<std::sync::atomic::AtomicBool>,
+    grace: Duration,
+) {
+    let signal = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            r = tokio::signal::ctrl_c() => { r?; "SIGINT" }
+        };
+        Ok::<_, std::io::Error>(name)
+    };
+    match signal.await {
+        Ok(name) => {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            tracing::info!(
+                signal = name,
+                grace_ms = grace.as_millis() as u64,
+                "stopping: finishing in-flight requests, refusing new ones"
+            );
+            tokio::time::sleep(grace).await;
+            server.stop(true).await;
+        }
+        Err(e) => tracing::error!(error = %e, "cannot listen for shutdown signals"),
+    }
 }
 
 impl Application {
@@ -89,6 +123,13 @@ impl Application {
         mut settings: Settings,
         clock: SharedClock,
     ) -> Result<Self, StartError> {
+        let bind = settings.server.bind.clone();
+        let bind_err = |source| StartError::Bind {
+            bind: bind.clone(),
+            source,
+        };
+        let listener = http::listener::bind(&bind).map_err(bind_err)?;
+        let addr = listener.local_addr().map_err(bind_err)?;
         let catalogue =
             Arc::new(Catalogue::from_toml(&settings.plans_text()?).map_err(StartError::Plans)?);
         let options = store::OpenOptions {
@@ -228,17 +269,14 @@ impl Application {
             metrics: metrics.clone(),
             smoke: http::diag::SmokeCache::default(),
         });
+        let shutting_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let observe = web::Data::new(http::context::Observe {
             metrics: metrics.clone(),
             debug_log,
+            shutting_down: shutting_down.clone(),
         });
         let limit = BodyLimit(settings.server.body_limit_bytes);
         let deadline = BodyDeadline(Duration::from_millis(settings.server.body_read_timeout_ms));
-        let bind = settings.server.bind.clone();
-        let bind_err = |source| StartError::Bind {
-            bind: bind.clone(),
-            source,
-        };
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -250,16 +288,12 @@ impl Application {
         })
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
         .max_connections(settings.server.max_connections)
-        .backlog(4096);
+        // Signals are ours (`run_until_stopped`): the shutdown flag is set first.
+        .disable_signals();
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        let server = server.bind(&bind).map_err(bind_err)?;
-        let addr = server
-            .addrs()
-            .first()
-            .copied()
-            .ok_or_else(|| bind_err(std::io::Error::other("no address bound")))?;
+        let server = server.listen(listener).map_err(bind_err)?;
         tracing::info!(addr = %addr, "listening on {addr}");
         Ok(Self {
             addr,
@@ -271,6 +305,8 @@ impl Application {
             webhook_supervisor,
             stigg_supervisor,
             debug_log_task,
+            shutting_down,
+            shutdown_grace: Duration::from_millis(settings.server.shutdown_grace_ms),
         })
     }
 
@@ -308,9 +344,17 @@ impl Application {
             webhook_supervisor,
             stigg_supervisor,
             debug_log_task,
+            shutting_down,
+            shutdown_grace,
             ..
         } = self;
+        let signals = actix_rt::spawn(stop_on_signal(
+            server.handle(),
+            shutting_down,
+            shutdown_grace,
+        ));
         let served = server.await;
+        signals.abort();
         tracing::info!("server stopped; draining");
         rollover.do_send(quota::rollover::Stop);
         drop(rollover);

@@ -173,21 +173,24 @@ impl BillingService {
     }
 
     /// A plan that has a Stripe price (every plan but the free one).
-    fn paid_plan(&self, field: &'static str, code: &str) -> Result<Arc<Plan>, BillingError> {
+    fn known_plan(&self, field: &'static str, code: &str) -> Result<Arc<Plan>, BillingError> {
         let catalogue = self.engine.catalogue();
-        let plan = catalogue
+        catalogue
             .get(&PlanCode::new(code))
             .or_else(|| catalogue.by_lookup_key(code))
-            .ok_or_else(|| {
-                BillingError::invalid(field, format!("is not a known plan ({code:?})"))
-            })?;
+            .cloned()
+            .ok_or_else(|| BillingError::invalid(field, format!("is not a known plan ({code:?})")))
+    }
+
+    fn paid_plan(&self, field: &'static str, code: &str) -> Result<Arc<Plan>, BillingError> {
+        let plan = self.known_plan(field, code)?;
         if plan.code == PlanCode::free() {
             return Err(BillingError::invalid(
                 field,
                 "is the free plan, which has no Stripe price",
             ));
         }
-        Ok(plan.clone())
+        Ok(plan)
     }
 
     async fn price_id(&self, field: &'static str, plan: &Plan) -> Result<String, BillingError> {
@@ -455,13 +458,14 @@ impl BillingService {
         proration_date: Option<i64>,
     ) -> Result<PlanCode, BillingError> {
         let stripe = self.stripe()?;
-        let plan = self.paid_plan("newPlanCode", new_plan)?;
+        // Any known plan: one that is not higher (the free plan included) is a 409.
+        let plan = self.known_plan("newPlanCode", new_plan)?;
         let _lock = self.lock(org).await;
         let mut rec = self.engine.billing(org).await?;
         let (_, sub) = Self::live(&rec)?;
         let sub = sub.clone();
         let current = self.engine.catalogue().get_or_free(&sub.plan);
-        if plan.rank <= current.rank {
+        if plan.rank <= current.rank || plan.code == PlanCode::free() {
             return Err(BillingError::Conflict(format!(
                 "{} is not higher than the current plan {}; use /api/plans/downgrade.schedule",
                 plan.code, current.code
@@ -541,13 +545,7 @@ impl BillingService {
     ) -> Result<PendingChange, BillingError> {
         let stripe = self.stripe()?;
         let catalogue = self.engine.catalogue().clone();
-        let plan = catalogue
-            .get(&PlanCode::new(new_plan))
-            .or_else(|| catalogue.by_lookup_key(new_plan))
-            .cloned()
-            .ok_or_else(|| {
-                BillingError::invalid("newPlanCode", format!("is not a known plan ({new_plan:?})"))
-            })?;
+        let plan = self.known_plan("newPlanCode", new_plan)?;
         let _lock = self.lock(org).await;
         let mut rec = self.engine.billing(org).await?;
         let (_, sub) = Self::live(&rec)?;

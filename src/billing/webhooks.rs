@@ -415,6 +415,10 @@ impl Webhooks {
     /// retention, one at a time (dead letters are kept until replayed; Stripe's events
     /// API can still serve a purged event for 30 days).
     async fn refresh_and_purge(&self) {
+        self.metrics
+            .queue_drain_runs
+            .with_label_values(&["webhooks"])
+            .inc();
         if let Err(e) = self.refresh_gauges().await {
             tracing::warn!(error = %chain(&e), "webhook gauges not refreshed");
         }

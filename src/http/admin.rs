@@ -118,14 +118,23 @@ pub async fn usage_read(
     super::orgs::ensure_org(&state, &org).await?;
     let tree = state.engine.store().ledger.clone();
     let id = org.clone();
-    let counters = store::blocking(move || ledger::counters_for(&tree, &id, period)).await?;
+    let (counters, stored) = store::blocking(move || {
+        Ok((
+            ledger::counters_for(&tree, &id, period)?,
+            ledger::get_state(&tree, &id)?,
+        ))
+    })
+    .await?;
     let metrics: serde_json::Map<String, serde_json::Value> = counters
         .into_iter()
         .map(|(m, used)| (m.to_string(), json!({ "used": used })))
         .collect();
+    // The org's period as stored (what the rollover sweep wrote), read without
+    // touching its actor: reads elsewhere roll an org on the spot.
     Ok(HttpResponse::Ok().json(json!({
         "orgId": org.as_str(),
         "periodKey": period.to_string(),
+        "storedPeriodKey": stored.map(|s| s.period.to_string()),
         "metrics": metrics,
     })))
 }

@@ -14,7 +14,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpMessage, HttpRequest};
+use actix_web::{web, HttpMessage, HttpRequest, ResponseError};
 use std::time::Instant;
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -79,11 +79,15 @@ pub fn method_label(method: &actix_web::http::Method) -> &'static str {
 pub struct Observe {
     pub metrics: Metrics,
     pub debug_log: DebugLogSink,
+    /// Set when SIGTERM/SIGINT arrives: requests that start afterwards (on connections
+    /// kept alive while in-flight ones finish) get 503 and `Connection: close`, so
+    /// clients retry on another instance instead of racing the shutdown.
+    pub shutting_down: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-pub async fn middleware(
+pub async fn middleware<B: MessageBody + 'static>(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<B>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let request_id = header_id(&req, REQUEST_ID).unwrap_or_else(|| ulid::Ulid::new().to_string());
@@ -94,7 +98,27 @@ pub async fn middleware(
     };
     req.extensions_mut().insert(ids.clone());
     let observe = req.app_data::<web::Data<Observe>>().cloned();
-    let mut res = IDS.scope(ids.clone(), next.call(req)).await?;
+    let stopping = observe
+        .as_ref()
+        .is_some_and(|o| o.shutting_down.load(std::sync::atomic::Ordering::SeqCst));
+    let mut res = if stopping {
+        let refused = IDS.sync_scope(ids.clone(), || {
+            super::error::ApiError::new(
+                super::error::Code::Unavailable,
+                "the service is shutting down; retry the request on another instance",
+            )
+            .error_response()
+        });
+        let mut res = req.into_response(refused);
+        res.response_mut()
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+        res.map_into_right_body()
+    } else {
+        IDS.scope(ids.clone(), next.call(req))
+            .await?
+            .map_into_left_body()
+    };
     for (name, value) in [
         (REQUEST_ID, &ids.request_id),
         (CORRELATION_ID, &ids.correlation_id),

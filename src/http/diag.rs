@@ -113,9 +113,10 @@ pub async fn metrics(state: web::Data<AppState>, auth: OptionalAuth) -> ApiResul
         .body(state.metrics.render()))
 }
 
-/// The cheapest JSON route the server has: the ceiling the quota check is compared to.
-pub async fn ping() -> HttpResponse {
-    HttpResponse::Ok()
+/// A constant answer: liveness for load balancers (follows `open_diagnostics`).
+pub async fn ping(state: web::Data<AppState>, auth: OptionalAuth) -> ApiResult<HttpResponse> {
+    allowed(&state, &auth)?;
+    Ok(HttpResponse::Ok()
         .content_type("application/json")
-        .body(r#"{"ok":true}"#)
+        .body(r#"{"ok":true}"#))
 }

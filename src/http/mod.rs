@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod fields;
 pub mod invoices;
+pub mod listener;
 pub mod me;
 pub mod orgs;
 pub mod payments;

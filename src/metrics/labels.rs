@@ -32,6 +32,7 @@ pub const WEBHOOK_OUTCOMES: &[&str] = &[
     "dead",
 ];
 pub const ORG_LOAD_OUTCOMES: &[&str] = &["loaded", "unknown", "unknown_cached"];
+pub const QUEUES: &[&str] = &["webhooks", "stigg"];
 
 /// What the series are made from besides the fixed sets above.
 pub struct Known<'a> {
@@ -85,6 +86,9 @@ impl Metrics {
         }
         for outcome in ORG_LOAD_OUTCOMES {
             self.org_loads.with_label_values(&[outcome]);
+        }
+        for queue in QUEUES {
+            self.queue_drain_runs.with_label_values(&[queue]);
         }
     }
 }

@@ -34,6 +34,7 @@ pub struct Inner {
     pub rollover_orgs: IntCounter,
     pub current_period: IntGauge,
     pub idempotency_purged: IntCounter,
+    pub idempotency_purge_runs: IntCounter,
     pub idempotency_entries: IntGauge,
     pub debug_log_dropped: IntCounter,
     pub stripe_requests: IntCounterVec,
@@ -43,6 +44,7 @@ pub struct Inner {
     pub webhook_oldest_queued_age: IntGauge,
     pub webhook_dead_letters: IntGauge,
     pub webhook_processing_duration: Histogram,
+    pub queue_drain_runs: IntCounterVec,
     pub stigg_requests: IntCounterVec,
     pub stigg_duration: HistogramVec,
     pub stigg_outbox_depth: IntGauge,
@@ -211,6 +213,10 @@ impl Metrics {
                 "idempotency_purged_total",
                 "Usage idempotency entries removed after the retention period",
             ),
+            idempotency_purge_runs: counter(
+                "idempotency_purge_runs_total",
+                "Purges of expired usage idempotency entries that finished",
+            ),
             idempotency_entries: gauge(
                 "idempotency_entries",
                 "Usage idempotency entries kept (recounted at each purge)",
@@ -246,6 +252,11 @@ impl Metrics {
                 "webhook_processing_duration_seconds",
                 "Time to process one Stripe event (re-read from Stripe and store)",
                 vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+            ),
+            queue_drain_runs: counter_vec(
+                "queue_drain_runs_total",
+                "Finished drains of a durable queue by its supervisor (each tries every due job), by queue",
+                &["queue"],
             ),
             stigg_requests: counter_vec(
                 "stigg_requests_total",

@@ -121,14 +121,15 @@ impl QuotaEngine {
             EngineError::Internal(format!("metric {metric} is not in the catalogue"))
         })?;
         let current = PeriodKey::containing(now);
-        let decide = |view: &super::view::OrgView| view.check(index, cost);
+        let now_ms = now.timestamp_millis();
+        let decide = |view: &super::view::OrgView| view.check(index, cost, now_ms);
         // The map guard must not live across an await: take the answer, then drop it.
         let fast = self.registry.shared.map.get(org).map(|h| decide(&h.view));
         let mut outcome = match fast {
             Some(outcome) => outcome,
             None => decide(&self.registry.get(org).await?.view),
         };
-        if outcome.period < current {
+        if outcome.period < current || outcome.plan_change_due {
             self.registry.send(org, CatchUp).await?;
             outcome = decide(&self.registry.get(org).await?.view);
         }

@@ -162,6 +162,8 @@ impl Registry {
                     &plan,
                     &snapshot.counters,
                 );
+                let now_unix = shared.clock.now().timestamp();
+                view.publish_next_change(snapshot.billing.next_change_unix(now_unix));
                 let actor_view = view.clone();
                 let addr = OrgActor::start_in_arbiter(&self.arbiters[i], move |_| {
                     OrgActor::new(snapshot, generation, actor_view, shared)

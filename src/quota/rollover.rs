@@ -80,6 +80,7 @@ impl RolloverSupervisor {
             match res {
                 Ok(done) => {
                     let metrics = &act.engine.shared().metrics;
+                    metrics.idempotency_purge_runs.inc();
                     metrics.idempotency_purged.inc_by(done.purged);
                     metrics.idempotency_entries.set(done.kept as i64);
                     if done.purged > 0 {

@@ -11,10 +11,14 @@
 use super::decision::{decide, Decision};
 use crate::domain::{Catalogue, Metric, PeriodKey, Plan};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 pub struct OrgView {
     period: AtomicU32,
+    /// When the plan in force changes by itself next (a scheduled downgrade), in Unix
+    /// ms; `i64::MAX` when nothing is scheduled. A check at or after it asks the actor to
+    /// follow the plan first, instead of waiting for the actor's next tick.
+    next_change_ms: AtomicI64,
     included: Box<[AtomicU64]>,
     used: Box<[AtomicU64]>,
     /// Set by readers so that an org served only by checks is not evicted as idle (and
@@ -29,6 +33,8 @@ pub struct CheckOutcome {
     pub included: u64,
     pub used: u64,
     pub period: PeriodKey,
+    /// A scheduled plan change is due and the actor has not applied it yet.
+    pub plan_change_due: bool,
 }
 
 impl OrgView {
@@ -42,6 +48,7 @@ impl OrgView {
         };
         Self {
             period: AtomicU32::new(0),
+            next_change_ms: AtomicI64::new(i64::MAX),
             included: zeros(),
             used: zeros(),
             touched: AtomicBool::new(false),
@@ -69,8 +76,15 @@ impl OrgView {
         }
     }
 
-    /// Decides from the published state; `index` is the metric's catalogue index.
-    pub fn check(&self, index: usize, cost: u64) -> CheckOutcome {
+    /// Publishes when the plan in force next changes by itself (Unix seconds).
+    pub fn publish_next_change(&self, at_unix: Option<i64>) {
+        let ms = at_unix.map_or(i64::MAX, |s| s.saturating_mul(1000));
+        self.next_change_ms.store(ms, Relaxed);
+    }
+
+    /// Decides from the published state at `now_ms`; `index` is the metric's catalogue
+    /// index.
+    pub fn check(&self, index: usize, cost: u64, now_ms: i64) -> CheckOutcome {
         if !self.touched.load(Relaxed) {
             self.touched.store(true, Relaxed);
         }
@@ -81,6 +95,7 @@ impl OrgView {
             included,
             used,
             period: PeriodKey::from_index(self.period.load(Relaxed)),
+            plan_change_due: now_ms >= self.next_change_ms.load(Relaxed),
         }
     }
 

@@ -131,6 +131,35 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// `GET path` as `token` acting for `org` through `x-tenant-id`.
+    pub async fn get_as_tenant(&self, path: &str, token: &str, org: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .header("x-tenant-id", org)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// The Prometheus scrape, parsed.
+    pub async fn metrics_scrape(&self) -> Scrape {
+        Scrape(
+            self.get("/metrics", ADMIN)
+                .await
+                .text()
+                .await
+                .expect("scrape"),
+        )
+    }
+
+    /// The org's period as stored (written by the rollover sweep), read without rolling
+    /// the org: through the admin usage read, which does not touch its actor.
+    pub async fn stored_period(&self, org: &str) -> Value {
+        let path = format!("/api/admin/usage.read?orgId={org}&periodKey=2026-01");
+        body(self.get(&path, ADMIN).await).await["storedPeriodKey"].clone()
+    }
+
     pub async fn create_org(&self) -> String {
         let res = self
             .post(
@@ -176,13 +205,8 @@ impl TestApp {
 
     pub async fn entitlements(&self, org: &str) -> Value {
         let res = self
-            .client
-            .get(self.url("/api/me/entitlements.read"))
-            .bearer_auth(SERVICE)
-            .header("x-tenant-id", org)
-            .send()
-            .await
-            .expect("request sent");
+            .get_as_tenant("/api/me/entitlements.read", SERVICE, org)
+            .await;
         assert_eq!(res.status(), StatusCode::OK);
         body(res).await
     }
@@ -213,6 +237,32 @@ impl TestApp {
     pub fn clock_now(&self) -> String {
         use edgequota::clock::Clock;
         self.clock.now().to_rfc3339()
+    }
+}
+
+/// A Prometheus text exposition.
+pub struct Scrape(pub String);
+
+impl Scrape {
+    /// The value of one sample, `series` written as exported (labels in name order);
+    /// `None` when the scrape has no such sample.
+    pub fn value(&self, series: &str) -> Option<f64> {
+        self.0
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// As `value`, 0 when absent.
+    pub fn get(&self, series: &str) -> f64 {
+        self.value(series).unwrap_or(0.0)
+    }
+
+    /// Sample lines (no comments).
+    pub fn samples(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
     }
 }
 

@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod billing;
 mod binary;
+mod contract;
 mod fake_stigg;
 mod fake_stripe;
 mod hardening;

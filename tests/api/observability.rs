@@ -56,18 +56,17 @@ async fn the_debug_log_finds_requests_by_correlation_id() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let entry = loop {
-        let res = app
-            .get("/api/admin/debug-log?correlationId=find-me&limit=5", ADMIN)
-            .await;
-        let entries = body(res).await;
-        if let Some(e) = entries.as_array().and_then(|a| a.first()) {
-            break e.clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "entry never appeared");
-        actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let entry = eventually(
+        "the DebugLog entry",
+        std::time::Duration::from_secs(5),
+        || async {
+            let res = app
+                .get("/api/admin/debug-log?correlationId=find-me&limit=5", ADMIN)
+                .await;
+            body(res).await.as_array()?.first().cloned()
+        },
+    )
+    .await;
     assert_eq!(entry["method"], "POST");
     assert_eq!(entry["route"], "/api/quota/check");
     assert_eq!(entry["status"], 200);

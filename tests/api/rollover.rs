@@ -3,22 +3,18 @@
 use crate::helpers::*;
 use chrono::{TimeZone, Utc};
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-async fn wait_for_period(app: &TestApp, org: &str, period: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let e = app.entitlements(org).await;
-        if e["periodKey"] == period {
-            return e;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still in {} instead of {period}",
-            e["periodKey"]
-        );
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Waits until the rollover supervisor has stored `period` as the org's period. Nothing
+/// here reads the org through its actor (which would roll it on the spot): the test sees
+/// only what the supervisor did by itself.
+async fn wait_for_stored_period(app: &TestApp, org: &str, period: &str) {
+    eventually(
+        &format!("the supervisor to store {period} for {org}"),
+        Duration::from_secs(10),
+        || async { (app.stored_period(org).await == period).then_some(()) },
+    )
+    .await;
 }
 
 #[actix_web::test]
@@ -32,35 +28,31 @@ async fn crossing_a_month_boundary_moves_every_org_to_the_new_period_with_zero_u
     ];
     for (i, org) in orgs.iter().enumerate() {
         assert_eq!(app.record(org, "r", 100 + i as u64).await.status(), 200);
+        assert_eq!(app.stored_period(org).await, "2026-12");
     }
     app.clock
         .set(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 1).unwrap());
-    for (i, org) in orgs.iter().enumerate() {
-        let e = wait_for_period(&app, org, "2027-01").await;
-        assert_eq!(e["used"], 0);
-        assert_eq!(e["remaining"], 1000);
-        assert_eq!(app.stored_used(org, "2026-12").await, 100 + i as u64);
+    for org in &orgs {
+        wait_for_stored_period(&app, org, "2027-01").await;
     }
-    // The gauge follows the supervisor's tick, not the reads above.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let metrics = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if metrics.contains("edgequota_current_period 202701") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "current_period gauge never moved"
+    eventually(
+        "the current_period gauge",
+        Duration::from_secs(5),
+        || async {
+            let m = app.metrics_scrape().await;
+            (m.get("edgequota_current_period") == 202701.0).then_some(())
+        },
+    )
+    .await;
+    let m = app.metrics_scrape().await;
+    assert_eq!(m.get("edgequota_rollover_orgs_total"), 3.0);
+    for (i, org) in orgs.iter().enumerate() {
+        let e = app.entitlements(org).await;
+        assert_eq!(
+            (e["used"].clone(), e["remaining"].clone()),
+            (json!(0), json!(1000))
         );
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(app.stored_used(org, "2026-12").await, 100 + i as u64);
     }
 }
 
@@ -73,21 +65,14 @@ async fn orgs_not_in_memory_are_rolled_too() {
     app.wait_for_idle_eviction().await;
     app.clock
         .set(Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap());
-    // The supervisor's sweep persists the new period; a reset for it changes nothing more.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let res = app.reset(&json!({"periodKey": "2026-06"})).await;
-        if res["updated"] == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline);
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_stored_period(&app, &org, "2026-06").await;
+    assert_eq!(app.engine.live_actors(), 0, "the sweep's actor was retired");
     let e = app.entitlements(&org).await;
     assert_eq!(
         (e["periodKey"].as_str(), e["used"].as_u64()),
         (Some("2026-06"), Some(0))
     );
+    assert_eq!(app.stored_used(&org, "2026-05").await, 5);
 }
 
 #[actix_web::test]

@@ -1,13 +1,15 @@
-//! Contract tests of the fake Stigg server, driven over HTTP with reqwest and the
-//! exact operation texts the service sends, so the replies the service will parse
-//! and the failure modes tests will inject are pinned down here.
+//! Contract tests of the fake Stigg server, driven over HTTP with reqwest and the very
+//! operation texts the service sends (the constants of its Stigg client), so the replies
+//! the service will parse, the schema checks, and the failure modes tests will inject
+//! are pinned down here.
 
 use crate::fake_stigg::{FakeStigg, StiggFailure, STIGG_API_KEY};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-const CUSTOMER_QUERY: &str = "mutation ProvisionCustomer($input: ProvisionCustomerInput!) { provisionCustomer(input: $input) { customer { id customerId billingId } } }";
-const SUBSCRIPTION_QUERY: &str = "mutation ProvisionSubscription($input: ProvisionSubscriptionInput!) { provisionSubscription(input: $input) { id status subscription { id status } } }";
+use edgequota::billing::stigg::client::{
+    PROVISION_CUSTOMER as CUSTOMER_QUERY, PROVISION_SUBSCRIPTION as SUBSCRIPTION_QUERY,
+};
 
 fn customer_body(org: &str, billing_id: &str) -> Value {
     json!({
@@ -381,14 +383,12 @@ async fn a_slow_answer_outlasts_a_client_timeout_and_still_applies() {
     let (status, _) = post(&fake, &customer_body("org_2", "cus_2")).await;
     assert_eq!(status, 200);
     assert!(start.elapsed() < Duration::from_millis(400));
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while fake.customer("org_1").is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "slow request never applied"
-        );
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::helpers::eventually(
+        "the slow request to apply",
+        Duration::from_secs(5),
+        || async { fake.customer("org_1").map(drop) },
+    )
+    .await;
 }
 
 #[actix_web::test]
@@ -464,4 +464,44 @@ async fn starts_under_a_plain_tokio_runtime() {
     assert_eq!(status, 200);
     assert!(body["data"]["provisionCustomer"]["customer"]["id"].is_string());
     assert!(fake.customer("org_1").is_some());
+}
+
+#[tokio::test]
+async fn documents_and_inputs_are_checked_against_stiggs_schema() {
+    let fake = FakeStigg::start().await;
+    let mut unknown_input = customer_body("org_s", "cus_s");
+    unknown_input["variables"]["input"]["planCode"] = json!("x");
+    let mut bad_enum = subscription_body("org_s", "plan-edgequota-pro", "IMMEDIATE");
+    bad_enum["variables"]["input"]["billingPeriod"] = json!("WEEKLY");
+    let mut bad_type = customer_body("org_s", "cus_s");
+    bad_type["variables"]["input"]["shouldSyncFree"] = json!("yes");
+    let mut unknown_field = customer_body("org_s", "cus_s");
+    unknown_field["query"] = json!(CUSTOMER_QUERY.replace("billingId }", "billingId plan }"));
+    let mut scalar_selected = subscription_body("org_s", "plan-edgequota-pro", "IMMEDIATE");
+    scalar_selected["query"] =
+        json!(SUBSCRIPTION_QUERY.replace("status subscription", "status { x } subscription"));
+    let mut wrong_type = customer_body("org_s", "cus_s");
+    wrong_type["query"] =
+        json!(CUSTOMER_QUERY.replace("ProvisionCustomerInput", "ProvisionSubscriptionInput"));
+    let cases = [
+        (unknown_input, "BAD_USER_INPUT"),
+        (bad_enum, "BAD_USER_INPUT"),
+        (bad_type, "BAD_USER_INPUT"),
+        (unknown_field, "GRAPHQL_VALIDATION_FAILED"),
+        (scalar_selected, "GRAPHQL_VALIDATION_FAILED"),
+        (wrong_type, "GRAPHQL_VALIDATION_FAILED"),
+    ];
+    for (body, code) in cases {
+        let (status, reply) = post(&fake, &body).await;
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(
+            reply["errors"][0]["extensions"]["code"], code,
+            "{body}: {reply}"
+        );
+        assert!(reply.get("data").is_none_or(Value::is_null), "{reply}");
+    }
+    assert!(fake.customer("org_s").is_none(), "nothing was provisioned");
+    // The service's own documents pass.
+    let (_, reply) = post(&fake, &customer_body("org_s", "cus_s")).await;
+    assert!(reply["errors"].is_null(), "{reply}");
 }

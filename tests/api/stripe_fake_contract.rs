@@ -943,3 +943,49 @@ async fn malformed_requests_get_stripe_shaped_400s() {
         .unwrap();
     assert_eq!(res.status(), 404);
 }
+
+#[actix_web::test]
+async fn reads_refuse_unknown_query_parameters_as_strictly_as_writes() {
+    let fake = FakeStripe::start().await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        http.get(format!("{}v1/{path}", fake.url()))
+            .bearer_auth(API_KEY)
+            .send()
+    };
+    let cus: serde_json::Value = http
+        .post(format!("{}v1/customers", fake.url()))
+        .bearer_auth(API_KEY)
+        .form(&[("email", "a@b.test")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = cus["id"].as_str().unwrap();
+    let cases = [
+        (format!("customers/{id}?emial=x"), "emial"),
+        (format!("customers/{id}?limit=3"), "limit"),
+        ("prices?lookup_key=plan_pro_m".to_owned(), "lookup_key"),
+        (
+            "prices?lookup_keys%5B0%5D=plan_pro_m&colour=red".to_owned(),
+            "colour",
+        ),
+        ("invoices?customer_id=x".to_owned(), "customer_id"),
+        ("subscriptions?customer=x&state=all".to_owned(), "state"),
+        ("events/evt_x?page=2".to_owned(), "page"),
+    ];
+    for (path, param) in cases {
+        let res = get(&path).await.unwrap();
+        assert_eq!(res.status(), 400, "{path}");
+        let b: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(b["error"]["param"], param, "{path}: {b}");
+    }
+    for path in [
+        format!("customers/{id}?expand%5B%5D=default_source"),
+        "prices?lookup_keys%5B0%5D=plan_pro_m&active=true&limit=1".to_owned(),
+    ] {
+        assert_eq!(get(&path).await.unwrap().status(), 200, "{path}");
+    }
+}

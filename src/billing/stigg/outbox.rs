@@ -143,6 +143,10 @@ impl Drain for Provisioning {
 
     fn refresh(self: Arc<Self>) -> BoxFuture<'static, ()> {
         async move {
+            self.metrics
+                .queue_drain_runs
+                .with_label_values(&["stigg"])
+                .inc();
             if let Err(e) = self.refresh_gauges().await {
                 tracing::warn!(error = %chain(&e), "Stigg outbox gauges not refreshed");
             }

@@ -23,8 +23,13 @@ macro_rules! refuse_if_retired {
 type Reply<T> = ResponseActFuture<OrgActor, Result<T, EngineError>>;
 
 impl OrgActor {
-    /// Rolls forward to the clock's period if this actor is still in an older one.
-    fn catch_up(&mut self) -> Reply<bool> {
+    /// Rolls forward to the clock's period if this actor is still in an older one, and
+    /// applies a scheduled plan change that came due.
+    fn catch_up(&mut self, ctx: &mut Context<Self>) -> Reply<bool> {
+        if let Some(op) = self.follow_plan() {
+            // The view is already republished; a failed write retires the actor.
+            drop(self.submit(ctx, vec![op]));
+        }
         let current = self.shared.current_period();
         if current > self.state.period {
             self.roll_to(current, false, false)
@@ -78,7 +83,7 @@ impl Handler<CommitFailed> for OrgActor {
 impl Handler<Seed> for OrgActor {
     type Result = Reply<SeedReply>;
 
-    fn handle(&mut self, msg: Seed, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Seed, ctx: &mut Context<Self>) -> Self::Result {
         if self.retired {
             return Box::pin(fut::ready(Err(EngineError::Retired)));
         }
@@ -88,7 +93,7 @@ impl Handler<Seed> for OrgActor {
         if msg.period > current {
             return Box::pin(fut::ready(Err(after_current(msg.period, current))));
         }
-        Box::pin(self.catch_up().map(move |res, act, _| {
+        Box::pin(self.catch_up(ctx).map(move |res, act, _| {
             res?;
             if msg.period < act.state.period {
                 return Err(EngineError::Conflict(format!(
@@ -120,27 +125,27 @@ impl Handler<Rollover> for OrgActor {
 impl Handler<CatchUp> for OrgActor {
     type Result = Reply<()>;
 
-    fn handle(&mut self, _: CatchUp, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: CatchUp, ctx: &mut Context<Self>) -> Self::Result {
         if self.retired {
             return Box::pin(fut::ready(Err(EngineError::Retired)));
         }
         self.touched = true;
         self.served = true;
-        Box::pin(self.catch_up().map(|res, _, _| res.map(drop)))
+        Box::pin(self.catch_up(ctx).map(|res, _, _| res.map(drop)))
     }
 }
 
 impl Handler<Entitlements> for OrgActor {
     type Result = Reply<EntitlementsView>;
 
-    fn handle(&mut self, _: Entitlements, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: Entitlements, ctx: &mut Context<Self>) -> Self::Result {
         if self.retired {
             return Box::pin(fut::ready(Err(EngineError::Retired)));
         }
         self.touched = true;
         self.served = true;
         Box::pin(
-            self.catch_up()
+            self.catch_up(ctx)
                 .map(|res, act, _| res.map(|_| act.entitlements_view())),
         )
     }

@@ -133,7 +133,10 @@ impl OrgActor {
     /// Re-derives the plan in force from the billing mirror; returns the state write if
     /// it changed (the view is republished at once).
     fn follow_plan(&mut self) -> Option<ledger::LedgerOp> {
-        let plan = self.billing.plan_in_force(self.now_unix());
+        let now = self.now_unix();
+        self.view
+            .publish_next_change(self.billing.next_change_unix(now));
+        let plan = self.billing.plan_in_force(now);
         if plan == self.state.plan {
             return None;
         }

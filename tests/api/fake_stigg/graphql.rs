@@ -1,6 +1,7 @@
 //! The request pipeline (record, inject failures, route, authenticate, parse,
 //! validate, execute) and the two mutations, with Stigg-shaped replies.
 
+use super::schema::{self, Input};
 use super::{lock, Shared, StiggCall, StiggFailure, Store, STIGG_API_KEY};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -31,32 +32,35 @@ impl Reply {
 /// Runs a validated `input` against the store: `data` on success, else one error.
 type Run = fn(&mut Store, &Map<String, Value>) -> Result<Value, Value>;
 
-/// One operation the fake serves: its GraphQL field, the `input` fields that must be
-/// non-empty strings, those that may be strings or null, and its resolver.
+/// One operation the fake serves: its GraphQL field, its input and result types (see
+/// `schema`), the `input` fields that must be non-empty strings (what Stigg needs in
+/// practice), and its resolver.
 struct Operation {
     field: &'static str,
+    input_type: &'static str,
+    input: &'static [(&'static str, Input)],
+    result_type: &'static str,
     required: &'static [&'static str],
-    optional: &'static [&'static str],
     run: Run,
 }
 
 const PROVISION_CUSTOMER: Operation = Operation {
     field: "provisionCustomer",
+    input_type: "ProvisionCustomerInput",
+    input: schema::PROVISION_CUSTOMER_INPUT,
+    result_type: "ProvisionedCustomer",
     required: &["customerId", "billingId"],
-    optional: &["name", "email"],
     run: provision_customer,
 };
 
 const PROVISION_SUBSCRIPTION: Operation = Operation {
     field: "provisionSubscription",
+    input_type: "ProvisionSubscriptionInput",
+    input: schema::PROVISION_SUBSCRIPTION_INPUT,
+    result_type: "ProvisionSubscriptionResult",
     required: &["customerId", "planId"],
-    optional: &["billingId", "billingPeriod", "scheduleStrategy"],
     run: provision_subscription,
 };
-
-const BILLING_PERIODS: [&str; 2] = ["MONTHLY", "ANNUALLY"];
-const SCHEDULE_STRATEGIES: [&str; 3] =
-    ["IMMEDIATE", "END_OF_BILLING_PERIOD", "END_OF_BILLING_MONTH"];
 
 pub(super) async fn serve(
     req: HttpRequest,
@@ -155,8 +159,7 @@ fn handle(shared: &Arc<Shared>, call: &StiggCall, routed: bool, body: Option<Val
         }
     };
     let query = body.get("query").and_then(Value::as_str).unwrap_or("");
-    if !query.contains(&format!("{}(", op.field)) {
-        let message = format!("The query does not select `{}(...)`.", op.field);
+    if let Err(message) = check_document(op, call.operation.as_deref(), query) {
         return Reply::request_error(message, "GRAPHQL_VALIDATION_FAILED");
     }
     let input = match validate_input(op, &call.variables) {
@@ -170,7 +173,29 @@ fn handle(shared: &Arc<Shared>, call: &StiggCall, routed: bool, body: Option<Val
     }
 }
 
-/// Checks `variables.input` the way GraphQL coerces `$input`: a missing or
+/// Checks the document against the schema: the operation named as `operationName`, the
+/// variable declared with the input type, the root field, and every selected field.
+fn check_document(op: &Operation, name: Option<&str>, query: &str) -> Result<(), String> {
+    let parsed = schema::parse(query)?;
+    if Some(parsed.name.as_str()) != name {
+        return Err(format!(
+            "Unknown operation named \"{}\".",
+            name.unwrap_or("")
+        ));
+    }
+    if parsed.field != op.field {
+        return Err(format!("The query does not select `{}(...)`.", op.field));
+    }
+    if parsed.variable_type != op.input_type {
+        return Err(format!(
+            "Variable \"$input\" of type \"{}!\" used in position expecting type \"{}!\".",
+            parsed.variable_type, op.input_type
+        ));
+    }
+    schema::check_selection(op.result_type, &parsed.selection)
+}
+
+/// Checks `variables.input` the way GraphQL coerces `$input`: an unknown, missing or
 /// mistyped field rejects the whole request before it runs.
 fn validate_input<'a>(
     op: &Operation,
@@ -192,28 +217,26 @@ fn validate_input<'a>(
             Some(_) => return Err(invalid(format!("field \"{field}\" must be a string."))),
         }
     }
-    for field in op.optional {
-        if !matches!(
-            input.get(*field),
-            None | Some(Value::Null | Value::String(_))
-        ) {
-            return Err(invalid(format!("field \"{field}\" must be a string.")));
-        }
-    }
-    let enums: [(&str, &[&str]); 2] = [
-        ("billingPeriod", &BILLING_PERIODS),
-        ("scheduleStrategy", &SCHEDULE_STRATEGIES),
-    ];
-    for (field, allowed) in enums {
-        if !op.optional.contains(&field) {
-            continue;
-        }
-        if let Some(value) = input.get(field).and_then(Value::as_str) {
-            if !allowed.contains(&value) {
-                return Err(invalid(format!(
-                    "field \"{field}\": value \"{value}\" does not exist in the enum."
-                )));
-            }
+    for (field, value) in input {
+        let Some((_, kind)) = op.input.iter().find(|(n, _)| n == field) else {
+            return Err(invalid(format!(
+                "field \"{field}\" is not defined by type \"{}\".",
+                op.input_type
+            )));
+        };
+        let fits = match (kind, value) {
+            (_, Value::Null) => true,
+            (Input::Str, Value::String(_)) => true,
+            (Input::Bool, Value::Bool(_)) => true,
+            (Input::Float, Value::Number(_)) => true,
+            (Input::Enum(allowed), Value::String(v)) => allowed.contains(&v.as_str()),
+            (Input::Object, v) => v.is_object() || v.is_array(),
+            _ => false,
+        };
+        if !fits {
+            return Err(invalid(format!(
+                "field \"{field}\" has an invalid value {value}."
+            )));
         }
     }
     Ok(input)

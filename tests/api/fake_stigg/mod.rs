@@ -7,6 +7,7 @@
 //! the request pipeline and the two operations.
 
 mod graphql;
+mod schema;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};

@@ -124,6 +124,9 @@ struct Shared {
     requests: Mutex<Vec<Recorded>>,
     failures: Mutex<Vec<FailRule>>,
     clock: Mutex<Option<i64>>,
+    /// Requests the fake has finished handling (answered), for tests that must wait
+    /// until a slow request has had its effect.
+    completed: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -180,6 +183,7 @@ impl FakeStripe {
             requests: Mutex::default(),
             failures: Mutex::default(),
             clock: Mutex::default(),
+            completed: Default::default(),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind fake stripe");
         let addr = listener.local_addr().expect("fake stripe address");
@@ -218,6 +222,13 @@ impl FakeStripe {
     /// With the trailing slash async-stripe expects (it builds `{base}v1{path}`).
     pub fn url(&self) -> String {
         format!("http://{}/", self.addr)
+    }
+
+    /// How many requests the fake has answered (a slow one counts once it is done).
+    pub fn completed(&self) -> usize {
+        self.shared
+            .completed
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> Vec<Recorded> {

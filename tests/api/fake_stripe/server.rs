@@ -7,6 +7,14 @@ use super::{FailMode, Recorded, Shared, API_KEY};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 pub async fn serve(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let res = handle(req, body, &shared).await;
+    shared
+        .completed
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    res
+}
+
+async fn handle(req: HttpRequest, body: web::Bytes, shared: &Shared) -> HttpResponse {
     let rec = record(&req, &body);
     lock(&shared.requests).push(rec.clone());
     match shared.take_failure(&rec.method, &rec.path) {
@@ -135,16 +143,22 @@ fn route(store: &mut Store, rec: &Recorded, now: i64) -> Reply {
     };
     let result = match (rec.method.as_str(), segs.as_slice()) {
         ("POST", ["customers"]) => customers::create(store, &p, now),
-        ("GET", ["customers", id]) => customers::retrieve(store, id),
+        ("GET", ["customers", id]) => p
+            .only(&["expand"])
+            .and_then(|()| customers::retrieve(store, id)),
         ("POST", ["customers", id]) => customers::update(store, &p, id),
         ("GET", ["prices"]) => customers::list_prices(store, &p),
         ("POST", ["setup_intents"]) => customers::create_setup_intent(store, &p, now),
         ("POST", ["payment_methods", id, "attach"]) => customers::attach(store, &p, id, now),
         ("POST", ["billing_portal", "sessions"]) => customers::portal_session(store, &p, now),
-        ("GET", ["events", id]) => customers::retrieve_event(store, id),
+        ("GET", ["events", id]) => p
+            .only(&["expand"])
+            .and_then(|()| customers::retrieve_event(store, id)),
         ("POST", ["subscriptions"]) => subscriptions::create(store, &p, now),
         ("GET", ["subscriptions"]) => subscriptions::list(store, &p),
-        ("GET", ["subscriptions", id]) => subscriptions::retrieve(store, id),
+        ("GET", ["subscriptions", id]) => p
+            .only(&["expand"])
+            .and_then(|()| subscriptions::retrieve(store, id)),
         ("POST", ["subscriptions", id]) => subscriptions::update(store, &p, id, now),
         ("POST", ["invoices", "create_preview"]) => invoices::preview(store, &p, now),
         ("GET", ["invoices"]) => invoices::list(store, &p),

@@ -9,24 +9,12 @@ use serde_json::json;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-fn metric_value(scrape: &str, series: &str) -> f64 {
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-async fn scrape(app: &TestApp) -> String {
-    app.get("/metrics", ADMIN).await.text().await.unwrap()
-}
-
 #[actix_web::test]
 async fn made_up_methods_share_one_series() {
     let app = spawn_app().await;
-    let before = scrape(&app).await;
-    let count = |s: &str| {
-        s.lines()
+    let before = app.metrics_scrape().await;
+    let count = |s: &Scrape| {
+        s.samples()
             .filter(|l| l.starts_with("edgequota_http_requests_total{"))
             .count()
     };
@@ -40,7 +28,7 @@ async fn made_up_methods_share_one_series() {
             .unwrap();
         assert_eq!(res.status(), 405);
     }
-    let after = scrape(&app).await;
+    let after = app.metrics_scrape().await;
     assert!(
         count(&after) <= count(&before) + 1,
         "series grew by {}",
@@ -48,9 +36,9 @@ async fn made_up_methods_share_one_series() {
     );
     let other =
         "edgequota_http_requests_total{method=\"other\",route=\"/api/quota/check\",status=\"4xx\"}";
-    assert_eq!(metric_value(&after, other), 300.0);
+    assert_eq!(after.get(other), 300.0);
     for line in after
-        .lines()
+        .samples()
         .filter(|l| l.starts_with("edgequota_http_requests_total{"))
     {
         let method = line
@@ -321,13 +309,10 @@ async fn an_unknown_org_id_is_looked_up_once_per_few_seconds_not_per_request() {
     for _ in 0..50 {
         assert_error(app.check(ghost).await, 404, "NOT_FOUND").await;
     }
-    let m = scrape(&app).await;
+    let m = app.metrics_scrape().await;
+    assert_eq!(m.get("edgequota_org_loads_total{outcome=\"unknown\"}"), 1.0);
     assert_eq!(
-        metric_value(&m, "edgequota_org_loads_total{outcome=\"unknown\"}"),
-        1.0
-    );
-    assert_eq!(
-        metric_value(&m, "edgequota_org_loads_total{outcome=\"unknown_cached\"}"),
+        m.get("edgequota_org_loads_total{outcome=\"unknown_cached\"}"),
         49.0
     );
     // A real org is never answered from the cache of misses.

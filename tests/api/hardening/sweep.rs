@@ -37,10 +37,8 @@ async fn a_sweep_over_many_stored_orgs_never_holds_an_actor_per_org() {
         "the sweep to move all 400 orgs",
         Duration::from_secs(30),
         || async {
-            let m = app.get("/metrics", ADMIN).await.text().await.unwrap();
-            m.lines()
-                .any(|l| l == "edgequota_rollover_orgs_total 400")
-                .then_some(())
+            let m = app.metrics_scrape().await;
+            (m.get("edgequota_rollover_orgs_total") == 400.0).then_some(())
         },
     )
     .await;

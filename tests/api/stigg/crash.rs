@@ -1,12 +1,13 @@
 //! The real binary killed with SIGKILL while a provisioning request is pending in the
-//! outbox: it is provisioned after restart.
+//! outbox: it is provisioned after restart, and the request's correlation id is in the
+//! log lines of both the request and the retry that finished it (SPEC 1.4).
 
 use crate::binary::{client, create_org, post, Server};
 use crate::fake_stigg::{FakeStigg, StiggFailure, STIGG_API_KEY};
 use crate::fake_stripe::{FakeStripe, API_KEY};
-use crate::helpers::SERVICE;
+use crate::helpers::{eventually, SERVICE};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[actix_web::test]
 async fn a_pending_provisioning_survives_kill_9() {
@@ -50,34 +51,46 @@ async fn a_pending_provisioning_survives_kill_9() {
     .unwrap()["subscriptionId"]
         .clone();
     stigg.fail(StiggFailure::ServerError, None);
-    let res = call(
-        "/api/stigg/provision",
-        json!({"orgId": org, "stripeCustomerId": customer,
-               "stripeSubscriptionId": sub, "planCode": "plan_starter_m"}),
-    )
-    .await;
+    let res = c
+        .post(format!("{base}/api/stigg/provision"))
+        .bearer_auth(SERVICE)
+        .header("x-correlation-id", "corr-story-1.4")
+        .json(&json!({"orgId": org, "stripeCustomerId": customer,
+                      "stripeSubscriptionId": sub, "planCode": "plan_starter_m"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 500);
+    assert_eq!(res.headers()["x-correlation-id"], "corr-story-1.4");
+    let tagged = |log: &str, message: &str| {
+        log.lines()
+            .any(|l| l.contains(message) && l.contains("\"correlation_id\":\"corr-story-1.4\""))
+    };
+    let log = server.log_text();
+    assert!(tagged(&log, "Stigg provisioning queued"), "{log}");
+    assert!(
+        tagged(&log, "Stigg provisioning failed; will retry"),
+        "{log}"
+    );
     server.kill9();
 
     stigg.clear_failures();
     let server = Server::start(dir.path(), &env);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let res = c
-            .get(format!(
-                "{}/api/stigg/provision.status?orgId={org}",
-                server.base
-            ))
-            .bearer_auth(SERVICE)
-            .send()
-            .await
-            .unwrap();
-        let status = res.json::<Value>().await.unwrap();
-        if status["state"] == "provisioned" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "still {status}");
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the provisioning after restart",
+        Duration::from_secs(15),
+        || async {
+            let url = format!("{}/api/stigg/provision.status?orgId={org}", server.base);
+            let res = c.get(url).bearer_auth(SERVICE).send().await.ok()?;
+            let status = res.json::<Value>().await.ok()?;
+            (status["state"] == "provisioned").then_some(())
+        },
+    )
+    .await;
     assert!(stigg.subscription_of(&org).is_some());
+    let log = server.log_text();
+    assert!(tagged(&log, "provisioned in Stigg"), "{log}");
+    for call in stigg.calls() {
+        assert_eq!(call.header("x-correlation-id"), Some("corr-story-1.4"));
+    }
 }

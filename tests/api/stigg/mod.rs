@@ -10,7 +10,7 @@ use crate::billing::{spawn_billing_app_with, BillingApp};
 use crate::fake_stigg::{FakeStigg, STIGG_API_KEY};
 use crate::helpers::{body, SERVICE};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct StiggApp {
     pub t: BillingApp,
@@ -53,22 +53,33 @@ impl StiggApp {
             .await
     }
 
+    /// Waits until the outbox's supervisor has finished two more drains (so at least one
+    /// whole drain began after this call): the positive signal before asserting that
+    /// something did not happen.
+    pub async fn outbox_drained(&self) {
+        let series = "edgequota_queue_drain_runs_total{queue=\"stigg\"}";
+        let before = self.t.app.metrics_scrape().await.get(series);
+        crate::helpers::eventually(
+            "two Stigg outbox drains",
+            Duration::from_secs(5),
+            || async {
+                (self.t.app.metrics_scrape().await.get(series) >= before + 2.0).then_some(())
+            },
+        )
+        .await;
+    }
+
     /// Polls until the org's provisioning is in `state` (5 s at most).
     pub async fn wait_for_state(&self, org: &str, state: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
+        let what = format!("provisioning of {org} {state}");
+        crate::helpers::eventually(&what, Duration::from_secs(5), || async {
             let res = self.status(org).await;
-            if res.status() == 200 {
-                let b = body(res).await;
-                if b["state"] == state {
-                    return b;
-                }
+            if res.status() != 200 {
+                return None;
             }
-            assert!(
-                Instant::now() < deadline,
-                "provisioning never became {state}"
-            );
-            actix_rt::time::sleep(Duration::from_millis(20)).await;
-        }
+            let b = body(res).await;
+            (b["state"] == state).then_some(b)
+        })
+        .await
     }
 }

@@ -159,7 +159,7 @@ async fn a_refusal_by_stigg_is_final() {
     assert_eq!(status["state"], "failed");
     assert_eq!(status["attempts"], 1, "not retried");
     s.t.app.clock.advance(chrono::Duration::minutes(10));
-    actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    s.outbox_drained().await;
     assert_eq!(s.stigg.calls().len(), 1);
 }
 

@@ -2,30 +2,24 @@
 //! re-provision an already provisioned org through the outbox, with the right strategy.
 
 use super::spawn_stigg_app;
+use crate::helpers::eventually;
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 async fn wait_for_plan(s: &super::StiggApp, org: &str, plan_id: &str, strategy: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(sub) = s.stigg.subscription_of(org) {
-            if sub["planId"] == plan_id && sub["scheduleStrategy"] == strategy {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Stigg never got {plan_id} {strategy}"
-        );
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("Stigg to get {plan_id} {strategy}");
+    eventually(&what, Duration::from_secs(5), || async {
+        let sub = s.stigg.subscription_of(org)?;
+        (sub["planId"] == plan_id && sub["scheduleStrategy"] == strategy).then_some(())
+    })
+    .await
 }
 
 #[actix_web::test]
 async fn upgrade_and_downgrade_reprovision_with_the_right_strategy() {
     let s = spawn_stigg_app().await;
     let (org, request) = s.trial_request().await;
-    s.t.ok("/api/stigg/provision", request).await;
+    s.t.ok("/api/stigg/provision", request.clone()).await;
     s.t.ok(
         "/api/plans/upgrade.now",
         json!({"orgId": org, "newPlanCode": "plan_pro_m"}),
@@ -38,14 +32,13 @@ async fn upgrade_and_downgrade_reprovision_with_the_right_strategy() {
     )
     .await;
     wait_for_plan(&s, &org, "plan-edgequota-starter", "END_OF_BILLING_PERIOD").await;
-    let last = s.stigg.calls_of("ProvisionSubscription").pop().unwrap();
-    assert_eq!(last.input("billingId"), request_sub(&s, &org).as_deref());
-}
-
-fn request_sub(s: &super::StiggApp, org: &str) -> Option<String> {
-    s.stigg
-        .subscription_of(org)
-        .and_then(|v| v["billingId"].as_str().map(str::to_owned))
+    // Every re-provisioning names the org's Stripe subscription as its billing id.
+    let sub = request["stripeSubscriptionId"].as_str().unwrap();
+    let calls = s.stigg.calls_of("ProvisionSubscription");
+    assert_eq!(calls.len(), 3, "provision, upgrade, downgrade");
+    for call in calls {
+        assert_eq!(call.input("billingId"), Some(sub));
+    }
 }
 
 #[actix_web::test]
@@ -73,6 +66,8 @@ async fn orgs_never_provisioned_are_not_sent_to_stigg() {
         json!({"orgId": org, "newPlanCode": "plan_pro_m"}),
     )
     .await;
-    actix_rt::time::sleep(Duration::from_millis(100)).await;
+    // The upgrade has returned (a re-provisioning would have been queued by then), and
+    // the outbox has drained since: still nothing sent.
+    s.outbox_drained().await;
     assert!(s.stigg.calls().is_empty());
 }

@@ -4,9 +4,9 @@
 use super::{signature, SECRET};
 use crate::binary::{client, create_org, post, Server};
 use crate::fake_stripe::{objects, FailRule, FakeStripe, API_KEY};
-use crate::helpers::SERVICE;
+use crate::helpers::{eventually, SERVICE};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 async fn plan(c: &reqwest::Client, base: &str, org: &str) -> String {
     let res = c
@@ -79,24 +79,18 @@ async fn an_acknowledged_event_is_processed_after_kill_9() {
         .await
         .unwrap();
     assert_eq!(res.status(), 202);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while stripe.requests_to("GET", &path).is_empty() {
-        assert!(Instant::now() < deadline, "processing never started");
-        actix_rt::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("processing to start", Duration::from_secs(10), || async {
+        (!stripe.requests_to("GET", &path).is_empty()).then_some(())
+    })
+    .await;
     server.kill9();
 
     stripe.clear_failures();
     let server = Server::start(dir.path(), &env);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if plan(&c, &server.base, &org).await == "plan_pro_m" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the event was not processed after restart"
-        );
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the event processed after restart",
+        Duration::from_secs(15),
+        || async { (plan(&c, &server.base, &org).await == "plan_pro_m").then_some(()) },
+    )
+    .await;
 }

@@ -9,11 +9,11 @@ mod recovery;
 
 use crate::billing::{spawn_billing_app_with, BillingApp};
 use crate::fake_stripe::objects;
-use crate::helpers::{body, ADMIN};
+use crate::helpers::{body, eventually, ADMIN};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const SECRET: &str = "whsec_test_current";
 pub const OLD_SECRET: &str = "whsec_test_previous";
@@ -90,33 +90,42 @@ impl BillingApp {
         body(res).await.as_array().unwrap().clone()
     }
 
+    /// Waits until the webhook supervisor has finished two more drains (so at least one
+    /// whole drain began after this call): the positive signal before asserting that
+    /// something did not happen.
+    pub async fn webhooks_drained(&self) {
+        let series = "edgequota_queue_drain_runs_total{queue=\"webhooks\"}";
+        let before = self.app.metrics_scrape().await.get(series);
+        crate::helpers::eventually("two webhook drains", Duration::from_secs(5), || async {
+            (self.app.metrics_scrape().await.get(series) >= before + 2.0).then_some(())
+        })
+        .await;
+    }
+
     /// Polls until the org's plan is `plan` (5 s at most).
     pub async fn wait_for_plan(&self, org: &str, plan: &str) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let (now, _) = self.plan_of(org).await;
-            if now == plan {
-                return;
-            }
-            assert!(Instant::now() < deadline, "plan is {now}, expected {plan}");
-            actix_rt::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("org {org} on {plan}");
+        eventually(&what, Duration::from_secs(5), || async {
+            (self.plan_of(org).await.0 == plan).then_some(())
+        })
+        .await
     }
 
     /// Polls until event `id` is in `state` (5 s at most); returns its listing.
     pub async fn wait_for_event(&self, id: &str, state: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(e) = self
-                .events_in(state)
-                .await
-                .into_iter()
-                .find(|e| e["eventId"] == id)
-            {
-                return e;
-            }
-            assert!(Instant::now() < deadline, "event {id} never became {state}");
-            actix_rt::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(
+            &format!("event {id} {state}"),
+            Duration::from_secs(5),
+            || async { self.event_in(id, state).await },
+        )
+        .await
+    }
+
+    /// Event `id` as listed in `state`, if it is in that state.
+    pub async fn event_in(&self, id: &str, state: &str) -> Option<Value> {
+        self.events_in(state)
+            .await
+            .into_iter()
+            .find(|e| e["eventId"] == id)
     }
 }

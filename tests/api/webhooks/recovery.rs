@@ -4,8 +4,9 @@
 
 use super::{spawn_webhook_app, subscription_event};
 use crate::fake_stripe::FailRule;
-use crate::helpers::{assert_error, body, ADMIN, SERVICE};
+use crate::helpers::{assert_error, body, eventually, ADMIN, SERVICE};
 use serde_json::json;
+use std::time::Duration;
 
 #[actix_web::test]
 async fn processing_is_retried_until_stripe_recovers() {
@@ -18,21 +19,12 @@ async fn processing_is_retried_until_stripe_recovers() {
     let id = event["id"].as_str().unwrap().to_owned();
     assert_eq!(t.deliver(&event).await.status(), 202);
     // The first attempt fails and the event waits for its backoff (1 s on the service clock).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let waiting = loop {
-        let queued = t.events_in("queued").await;
-        if let Some(e) = queued
-            .into_iter()
-            .find(|e| e["eventId"] == id.as_str() && e["attempts"] == 1)
-        {
-            break e;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no failed attempt recorded"
-        );
-        actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let waiting = eventually("a failed attempt", Duration::from_secs(5), || async {
+        t.event_in(&id, "queued")
+            .await
+            .filter(|e| e["attempts"] == 1)
+    })
+    .await;
     assert!(
         waiting["lastError"].as_str().unwrap().contains("Stripe"),
         "{waiting}"
@@ -55,21 +47,16 @@ async fn a_permanently_failing_event_becomes_a_visible_replayable_dead_letter() 
     let event = subscription_event(&t, "customer.subscription.updated", &sub);
     let id = event["id"].as_str().unwrap().to_owned();
     t.deliver(&event).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let dead = loop {
-        // Each step moves the service clock past the longest backoff (5 min cap).
-        t.app.clock.advance(chrono::Duration::minutes(6));
-        actix_rt::time::sleep(std::time::Duration::from_millis(60)).await;
-        if let Some(e) = t
-            .events_in("dead")
-            .await
-            .into_iter()
-            .find(|e| e["eventId"] == id.as_str())
-        {
-            break e;
-        }
-        assert!(std::time::Instant::now() < deadline, "never parked");
-    };
+    let dead = eventually(
+        "the event to be parked",
+        Duration::from_secs(10),
+        || async {
+            // Each step moves the service clock past the longest backoff (5 min cap).
+            t.app.clock.advance(chrono::Duration::minutes(6));
+            t.event_in(&id, "dead").await
+        },
+    )
+    .await;
     assert_eq!(dead["attempts"], 3);
     let metrics = t.app.get("/metrics", ADMIN).await.text().await.unwrap();
     assert!(
@@ -103,35 +90,28 @@ async fn a_stripe_outage_uses_no_attempts_until_its_budget_is_spent() {
     let event = subscription_event(&t, "customer.subscription.updated", &sub);
     let id = event["id"].as_str().unwrap().to_owned();
     t.deliver(&event).await;
-    // Ten hours of 5xx answers on the service clock, in steps past the capped backoff.
-    let queued = loop {
+    // 5xx answers on the service clock, in steps past the capped (30 s) backoff.
+    let queued = eventually("six outage attempts", Duration::from_secs(10), || async {
         t.app.clock.advance(chrono::Duration::seconds(40));
-        let e = t.wait_for_event(&id, "queued").await;
-        if e["attempts"].as_u64().unwrap() >= 6 {
-            break e;
-        }
-        actix_rt::time::sleep(std::time::Duration::from_millis(30)).await;
-    };
+        let e = t.event_in(&id, "queued").await?;
+        (e["attempts"].as_u64()? >= 6).then_some(e)
+    })
+    .await;
     assert_eq!(queued["countedAttempts"], 0, "{queued}");
     assert!(queued["outageSince"].is_string(), "{queued}");
     assert!(t.events_in("dead").await.is_empty());
     t.app.clock.advance(chrono::Duration::hours(10));
     // Past the 72-hour budget every further attempt counts: dead after 3.
     t.app.clock.advance(chrono::Duration::hours(63));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let dead = loop {
-        t.app.clock.advance(chrono::Duration::minutes(6));
-        actix_rt::time::sleep(std::time::Duration::from_millis(40)).await;
-        if let Some(e) = t
-            .events_in("dead")
-            .await
-            .into_iter()
-            .find(|e| e["eventId"] == id.as_str())
-        {
-            break e;
-        }
-        assert!(std::time::Instant::now() < deadline, "never parked");
-    };
+    let dead = eventually(
+        "the event to be parked",
+        Duration::from_secs(10),
+        || async {
+            t.app.clock.advance(chrono::Duration::minutes(6));
+            t.event_in(&id, "dead").await
+        },
+    )
+    .await;
     assert_eq!(dead["countedAttempts"], 3, "{dead}");
     assert_eq!(t.plan_of(&org).await.0, "plan_starter_m");
 }
@@ -265,9 +245,8 @@ async fn finished_events_are_purged_after_the_retention() {
     )
     .await;
     let t = crate::billing::BillingApp { app, stripe };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !t.events_in("processed").await.is_empty() {
-        assert!(std::time::Instant::now() < deadline, "never purged");
-        actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually("the purge", Duration::from_secs(5), || async {
+        t.events_in("processed").await.is_empty().then_some(())
+    })
+    .await;
 }
