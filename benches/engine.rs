@@ -12,11 +12,11 @@
 //! | `actor_check/noop_actor_other_thread`   | a no-op actor on another arbiter: the machine's    | (baseline)|
 //! |                                         | floor for any cross-thread round trip              |          |
 //! | `actor_check/in_flight_64`              | `check` with 64 in flight (cost per check)         | —        |
-//! | `commit/one_at_a_time`                  | one `CommitHandle::commit(put_counter)`: batch +   | —        |
-//! |                                         | fsync                                              |          |
-//! | `commit/in_flight_256`                  | per-write cost with 256 submitters in flight       | —        |
-//! | `record_via_actor/in_flight_256`        | `QuotaEngine::record` (idempotency look-up,        | ≥ 20k/s  |
-//! |                                         | counter, 3 ledger writes, group commit, ack)       |          |
+//! | `store_record/one_at_a_time`            | one `LedgerStore::record` on sled: idempotency     | —        |
+//! |                                         | look-up, increment, group commit + fdatasync       |          |
+//! | `store_record/in_flight_256`            | per-record cost with 256 submitters in flight      | —        |
+//! | `record_via_actor/in_flight_256`        | `QuotaEngine::record` (the actor's cache, then     | ≥ 20k/s  |
+//! |                                         | `store_record`, the view raised, the reply)        |          |
 //!
 //! Run: `cargo bench --bench engine` (one group: `cargo bench --bench engine -- actor_check`).
 //! Criterion prints the mean; the median of each bench is in
@@ -26,7 +26,8 @@
 //!
 //! Everything runs in-process: an actix `System` on the bench thread (the caller, like an
 //! actix-web worker), the engine's arbiters on their own threads (one per core, as in the
-//! server), the group-commit writer on its thread, sled on a temporary directory.
+//! server), the sled backend (its group-commit writer on its thread) on a temporary
+//! directory, opened through the storage interface as the service opens it.
 
 use actix::prelude::*;
 use actix_rt::{System, SystemRunner};
@@ -37,12 +38,9 @@ use edgequota::domain::{Catalogue, Metric, OrgId, PeriodKey, PlanCode, RequestId
 use edgequota::metrics::Metrics;
 use edgequota::quota::actor::{OrgActor, Snapshot};
 use edgequota::quota::engine::EngineConfig;
-use edgequota::quota::messages::{Ping, Record};
-use edgequota::quota::{decide, OrgView, QuotaEngine};
-use edgequota::store::ledger::{self, OrgState};
-use edgequota::store::orgs::{CreateOutcome, OrgRecord};
-use edgequota::store::writer::GroupCommitWriter;
-use edgequota::store::Store;
+use edgequota::quota::messages::Ping;
+use edgequota::quota::{decide, Created, NewOrg, OrgView, QuotaEngine, RecordRequest};
+use edgequota::store::{Backend, OrgState, UsageRecord};
 use futures::stream::{self, StreamExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,19 +87,22 @@ impl Handler<Echo> for Noop {
     }
 }
 
-/// The store as the service opens it by default (fdatasync on).
-fn options() -> edgequota::store::OpenOptions {
-    edgequota::store::OpenOptions {
+/// The sled backend as the service opens it by default (fdatasync on).
+fn open_backend(dir: &std::path::Path) -> Backend {
+    let options = edgequota::store::sled::OpenOptions {
         cache_capacity_bytes: 256 * 1024 * 1024,
         fdatasync: true,
-    }
+        commit_max_batch: 4096,
+        debug_log_capacity: 10_000,
+        idempotency_filter_bits_log2: 27,
+    };
+    edgequota::store::sled::open(dir, options, Metrics::new()).expect("open store")
 }
 
 /// An engine on a temporary sled directory, as `Application::build` wires it.
 struct Fixture {
     _dir: tempfile::TempDir,
-    store: Store,
-    writer: GroupCommitWriter,
+    backend: Backend,
     engine: Arc<QuotaEngine>,
     orgs: Vec<OrgId>,
 }
@@ -110,16 +111,13 @@ impl Fixture {
     /// Must run inside the actix `System` (the engine starts arbiters).
     async fn start(orgs: usize) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path(), options()).expect("open store");
+        let backend = open_backend(dir.path());
         let metrics = Metrics::new();
-        let writer =
-            GroupCommitWriter::start(store.clone(), 4096, metrics.clone()).expect("writer");
         let catalogue = Arc::new(Catalogue::from_toml(DEFAULT_PLANS_TOML).expect("catalogue"));
         let clock: SharedClock = Arc::new(SystemClock);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let engine = Arc::new(QuotaEngine::start(
-            store.clone(),
-            writer.handle(),
+            backend.clone(),
             catalogue,
             clock,
             metrics,
@@ -127,23 +125,24 @@ impl Fixture {
                 arbiters: cores,
                 idle_ttl: Duration::from_secs(3600),
                 recent_capacity: 64,
-                idempotency_filter_bits_log2: 27,
             },
         ));
         let ids: Vec<OrgId> = stream::iter(0..orgs)
             .map(|i| {
                 let engine = engine.clone();
                 async move {
-                    let record = OrgRecord {
-                        org_id: OrgId::generate(),
+                    let new = NewOrg {
                         name: format!("bench org {i}"),
                         owner_user_id: format!("user_{i}"),
-                        created_ms: 0,
+                        idempotency_key: None,
                     };
-                    let id = record.org_id.clone();
-                    match engine.create_org(record, None).await.expect("create org") {
-                        CreateOutcome::Created => id,
-                        CreateOutcome::Replayed(_) => unreachable!("no idempotency key given"),
+                    match engine
+                        .create_org(new, chrono::Utc::now())
+                        .await
+                        .expect("create org")
+                    {
+                        Created::New(id, _) => id,
+                        Created::Replayed(_) => unreachable!("no idempotency key given"),
                     }
                 }
             })
@@ -167,17 +166,15 @@ impl Fixture {
         assert_eq!(engine.live_actors(), orgs);
         Self {
             _dir: dir,
-            store,
-            writer,
+            backend,
             engine,
             orgs: ids,
         }
     }
 
-    fn stop(mut self) {
+    fn stop(self) {
         self.engine.stop();
-        self.writer.stop();
-        drop(self.store);
+        self.backend.health.close();
     }
 }
 
@@ -379,17 +376,14 @@ fn bench_actor_check(c: &mut Criterion) {
     group.bench_function(format!("in_flight_{IN_FLIGHT_RECORDS}"), |b| {
         b.iter_custom(|iters| {
             let now = chrono::Utc::now();
-            let period = PeriodKey::containing(now);
-            let msgs: Vec<(usize, Record)> = (0..iters)
+            let msgs: Vec<(usize, RecordRequest)> = (0..iters)
                 .map(|_| {
                     seq += 1;
-                    let record = Record {
+                    let record = RecordRequest {
                         request: RequestId::parse(&format!("bench-{seq}")).expect("request id"),
-                        fingerprint: seq.to_le_bytes().repeat(2).try_into().expect("16 bytes"),
                         metric: metric.clone(),
                         value: 1,
-                        period,
-                        now_ms: now.timestamp_millis(),
+                        occurred_at: now,
                     };
                     (rng.below(fixture.orgs.len()), record)
                 })
@@ -397,7 +391,7 @@ fn bench_actor_check(c: &mut Criterion) {
             system.block_on(async {
                 let started = Instant::now();
                 stream::iter(msgs)
-                    .map(|(i, record)| fixture.engine.record(&fixture.orgs[i], record))
+                    .map(|(i, record)| fixture.engine.record(&fixture.orgs[i], record, now))
                     .buffer_unordered(IN_FLIGHT_RECORDS)
                     .for_each(|reply| {
                         assert!(!reply.expect("record").replayed);
@@ -413,42 +407,52 @@ fn bench_actor_check(c: &mut Criterion) {
     system.block_on(async move { fixture.stop() });
 }
 
-fn bench_commit(c: &mut Criterion) {
+/// Records straight into the sled backend (no actor): what the store itself costs.
+fn bench_store_record(c: &mut Criterion) {
     let system = System::new();
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(dir.path(), options()).expect("open store");
-    let mut writer = GroupCommitWriter::start(store.clone(), 4096, Metrics::new()).expect("writer");
-    let handle = writer.handle();
+    let backend = open_backend(dir.path());
+    let ledger = backend.ledger.clone();
     let orgs: Vec<OrgId> = (0..ORGS).map(|_| OrgId::generate()).collect();
     let period = PeriodKey::containing(chrono::Utc::now());
     let metric = Metric::api_call();
-    let mut used = 0u64;
-    let mut op = move || {
-        used += 1;
-        ledger::put_counter(&orgs[(used as usize) % ORGS], period, &metric, used)
+    let mut seq = 0u64;
+    let mut next = move || {
+        seq += 1;
+        let org = orgs[(seq as usize) % ORGS].clone();
+        let usage = UsageRecord {
+            period,
+            metric: metric.clone(),
+            delta: 1,
+            request: RequestId::parse(&format!("bench-{seq}")).expect("request id"),
+            fingerprint: seq.to_le_bytes().repeat(2).try_into().expect("16 bytes"),
+            included: 1_000_000,
+            now_ms: 0,
+        };
+        (org, usage)
     };
 
-    let mut group = c.benchmark_group("commit");
+    let mut group = c.benchmark_group("store_record");
     group.throughput(Throughput::Elements(1));
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(10));
     group.bench_function("one_at_a_time", |b| {
         b.iter_batched(
-            || vec![op()],
-            |ops| system.block_on(handle.commit(ops)).expect("commit"),
+            &mut next,
+            |(org, usage)| system.block_on(ledger.record(&org, usage)).expect("record"),
             BatchSize::SmallInput,
         )
     });
     group.bench_function(format!("in_flight_{IN_FLIGHT_RECORDS}"), |b| {
         b.iter_custom(|iters| {
-            let batches: Vec<_> = (0..iters).map(|_| vec![op()]).collect();
+            let records: Vec<_> = (0..iters).map(|_| next()).collect();
             system.block_on(async {
                 let started = Instant::now();
-                stream::iter(batches)
-                    .map(|ops| handle.commit(ops))
+                stream::iter(records)
+                    .map(|(org, usage)| ledger.record(&org, usage))
                     .buffer_unordered(IN_FLIGHT_RECORDS)
                     .for_each(|r| {
-                        r.expect("commit");
+                        r.expect("record");
                         futures::future::ready(())
                     })
                     .await;
@@ -457,8 +461,8 @@ fn bench_commit(c: &mut Criterion) {
         })
     });
     group.finish();
-    writer.stop();
+    backend.health.close();
 }
 
-criterion_group!(benches, bench_decide, bench_actor_check, bench_commit);
+criterion_group!(benches, bench_decide, bench_actor_check, bench_store_record);
 criterion_main!(benches);

@@ -3,9 +3,9 @@
 //! in batches and trims it to capacity.
 
 use crate::metrics::Metrics;
-use crate::store::debug_log::{self, DebugEntry};
-use crate::store::{self, Store};
+use crate::store::{DebugEntry, DebugLogStore};
 use std::cell::Cell;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 const CHANNEL: usize = 8192;
@@ -46,8 +46,7 @@ impl DebugLogSink {
 /// Starts the writer task on the current runtime; it ends (after writing what is
 /// queued) when every sink is dropped.
 pub fn start(
-    store: Store,
-    capacity: usize,
+    store: Arc<dyn DebugLogStore>,
     sample_every: u64,
     metrics: Metrics,
 ) -> (DebugLogSink, tokio::task::JoinHandle<()>) {
@@ -56,11 +55,8 @@ pub fn start(
         let mut buf = Vec::with_capacity(BATCH);
         while rx.recv_many(&mut buf, BATCH).await > 0 {
             let entries = std::mem::take(&mut buf);
-            let tree = store.debug_log.clone();
-            if let Err(e) =
-                store::blocking(move || debug_log::append(&tree, &entries, capacity)).await
-            {
-                tracing::warn!(error = %e, "debug log append failed");
+            if let Err(e) = store.append(entries).await {
+                tracing::warn!(error = %crate::errors::chain(&e), "debug log append failed");
             }
         }
     });

@@ -16,6 +16,7 @@ pub mod errors;
 pub mod http;
 pub mod metrics;
 pub mod quota;
+pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 
@@ -34,8 +35,6 @@ use quota::QuotaEngine;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use store::writer::GroupCommitWriter;
-use store::Store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -43,14 +42,16 @@ pub enum StartError {
     Config(#[from] config::ConfigError),
     #[error("plan catalogue: {0}")]
     Plans(domain::ParseError),
-    #[error("opening the store at {path}: {source}")]
+    #[error("opening the store at {path}")]
     Store {
         path: String,
+        #[source]
         source: store::StoreError,
     },
-    #[error("token file {path}: {source}")]
+    #[error("token file {path}")]
     TokenFile {
         path: String,
+        #[source]
         source: std::io::Error,
     },
     #[error("billing settings: {0}")]
@@ -58,24 +59,29 @@ pub enum StartError {
     #[error("cannot listen on server.bind = {bind:?} (EDGEQUOTA__SERVER__BIND): {source}")]
     Bind {
         bind: String,
+        #[source]
         source: std::io::Error,
     },
-    #[error("starting the commit writer thread: {0}")]
-    Writer(std::io::Error),
 }
 
 pub struct Application {
     addr: SocketAddr,
     server: Server,
     engine: Arc<QuotaEngine>,
-    writer: GroupCommitWriter,
-    store: Store,
+    backend: store::Backend,
     rollover: Addr<RolloverSupervisor>,
     webhook_supervisor: Addr<QueueSupervisor<billing::Webhooks>>,
     stigg_supervisor: Addr<QueueSupervisor<billing::Provisioning>>,
     debug_log_task: tokio::task::JoinHandle<()>,
     shutting_down: Arc<std::sync::atomic::AtomicBool>,
     shutdown_grace: Duration,
+    /// How long shutdown waits for the supervisors' work under way.
+    supervisor_wait: Duration,
+}
+
+/// A stop sent to a supervisor that has already gone is a stop done.
+async fn ignore_gone<F: std::future::Future<Output = Result<(), actix::MailboxError>>>(f: F) {
+    let _ = f.await;
 }
 
 /// Waits for SIGTERM or SIGINT, marks the service as shutting down, and for `grace`
@@ -132,18 +138,6 @@ impl Application {
         let addr = listener.local_addr().map_err(bind_err)?;
         let catalogue =
             Arc::new(Catalogue::from_toml(&settings.plans_text()?).map_err(StartError::Plans)?);
-        let options = store::OpenOptions {
-            cache_capacity_bytes: settings.store.cache_capacity_bytes,
-            fdatasync: settings.store.fdatasync,
-        };
-        if !settings.store.fdatasync {
-            tracing::warn!("store.fdatasync is off: a power loss can lose acknowledged writes");
-        }
-        let store =
-            Store::open(&settings.store.path, options).map_err(|source| StartError::Store {
-                path: settings.store.path.display().to_string(),
-                source,
-            })?;
         if settings.auth.admin_tokens.is_empty() && settings.auth.service_tokens.is_empty() {
             let path = settings.token_file_path();
             let (admin, service) = auth::token_file::load_or_create(&path).map_err(|source| {
@@ -162,17 +156,26 @@ impl Application {
             routes: http::ROUTES,
             stripe_operations: billing::stripe::OPERATIONS,
         });
-        let writer = GroupCommitWriter::start(
-            store.clone(),
-            settings.store.commit_max_batch,
-            metrics.clone(),
-        )
-        .map_err(StartError::Writer)?;
+        if !settings.store.fdatasync {
+            tracing::warn!("store.fdatasync is off: a power loss can lose acknowledged writes");
+        }
+        let store_err = |source| StartError::Store {
+            path: settings.store.path.display().to_string(),
+            source,
+        };
+        let options = store::sled::OpenOptions {
+            cache_capacity_bytes: settings.store.cache_capacity_bytes,
+            fdatasync: settings.store.fdatasync,
+            commit_max_batch: settings.store.commit_max_batch,
+            debug_log_capacity: settings.debug_log.capacity,
+            idempotency_filter_bits_log2: settings.engine.idempotency_filter_bits_log2,
+        };
+        let backend =
+            store::sled::open(&settings.store.path, options, metrics.clone()).map_err(store_err)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let pick = |n: usize| if n == 0 { cores } else { n };
         let engine = Arc::new(QuotaEngine::start(
-            store.clone(),
-            writer.handle(),
+            backend.clone(),
             catalogue,
             clock,
             metrics.clone(),
@@ -180,19 +183,16 @@ impl Application {
                 arbiters: pick(settings.engine.arbiters),
                 idle_ttl: Duration::from_secs(settings.engine.actor_idle_ttl_secs.max(1)),
                 recent_capacity: settings.engine.recent_idempotency_entries,
-                idempotency_filter_bits_log2: settings.engine.idempotency_filter_bits_log2,
             },
         ));
         let authenticator = Arc::new(
             auth::Authenticator::load(
                 &settings.auth.admin_tokens,
                 &settings.auth.service_tokens,
-                store.clone(),
+                backend.keys.clone(),
             )
-            .map_err(|source| StartError::Store {
-                path: settings.store.path.display().to_string(),
-                source,
-            })?,
+            .await
+            .map_err(store_err)?,
         );
         let rollover = {
             let engine = engine.clone();
@@ -202,8 +202,7 @@ impl Application {
             Supervisor::start(move |_| RolloverSupervisor::new(engine, check, purge, retention))
         };
         let (debug_log, debug_log_task) = debug_log::start(
-            store.clone(),
-            settings.debug_log.capacity,
+            backend.debug_log.clone(),
             settings.debug_log.hot_path_sample_every,
             metrics.clone(),
         );
@@ -212,29 +211,6 @@ impl Application {
         if stripe.is_none() {
             tracing::warn!("stripe.api_key is empty: billing endpoints answer 503 UNAVAILABLE");
         }
-        let billing = Arc::new(billing::BillingService::new(
-            stripe,
-            engine.clone(),
-            settings.stripe.portal_return_url.clone(),
-        ));
-        if settings.stripe.webhook_secrets.iter().all(|s| s.is_empty()) {
-            tracing::warn!(
-                "stripe.webhook_secrets is empty: the webhook intake answers 503 UNAVAILABLE"
-            );
-        }
-        let webhooks = Arc::new(billing::Webhooks::new(
-            store.clone(),
-            billing.clone(),
-            engine.clock().clone(),
-            metrics.clone(),
-            settings.stripe.webhook_secrets.clone(),
-            settings.webhooks.clone(),
-        ));
-        let webhook_supervisor = billing::queue_supervisor::start(
-            webhooks.clone(),
-            webhooks.waker(),
-            Duration::from_millis(settings.webhooks.poll_interval_ms),
-        );
         let stigg = billing::stigg::StiggClient::from_settings(&settings.stigg, metrics.clone())
             .map_err(StartError::Stripe)?;
         if stigg.is_none() {
@@ -251,13 +227,30 @@ impl Application {
             provisioning.waker(),
             Duration::from_millis(settings.stigg.poll_interval_ms),
         );
-        {
-            let provisioning = provisioning.clone();
-            billing.set_plan_listener(Box::new(move |org, plan, strategy| {
-                let provisioning = provisioning.clone();
-                Box::pin(async move { provisioning.plan_changed(&org, &plan, strategy).await })
-            }));
+        let billing = Arc::new(billing::BillingService::new(
+            stripe,
+            engine.clone(),
+            provisioning.clone(),
+            settings.stripe.portal_return_url.clone(),
+        ));
+        if settings.stripe.webhook_secrets.iter().all(|s| s.is_empty()) {
+            tracing::warn!(
+                "stripe.webhook_secrets is empty: the webhook intake answers 503 UNAVAILABLE"
+            );
         }
+        let webhooks = Arc::new(billing::Webhooks::new(
+            backend.webhooks.clone(),
+            billing.clone(),
+            engine.clock().clone(),
+            metrics.clone(),
+            settings.stripe.webhook_secrets.clone(),
+            settings.webhooks.clone(),
+        ));
+        let webhook_supervisor = billing::queue_supervisor::start(
+            webhooks.clone(),
+            webhooks.waker(),
+            Duration::from_millis(settings.webhooks.poll_interval_ms),
+        );
         let settings = Arc::new(settings);
         let state = web::Data::new(AppState {
             provisioning,
@@ -267,7 +260,7 @@ impl Application {
             auth: authenticator,
             settings: settings.clone(),
             metrics: metrics.clone(),
-            smoke: http::diag::SmokeCache::default(),
+            smoke: http::handlers::diag::SmokeCache::default(),
         });
         let shutting_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let observe = web::Data::new(http::context::Observe {
@@ -299,14 +292,14 @@ impl Application {
             addr,
             server: server.run(),
             engine,
-            writer,
-            store,
+            backend,
             rollover,
             webhook_supervisor,
             stigg_supervisor,
             debug_log_task,
             shutting_down,
             shutdown_grace: Duration::from_millis(settings.server.shutdown_grace_ms),
+            supervisor_wait: Duration::from_secs(settings.server.shutdown_timeout_secs),
         })
     }
 
@@ -329,7 +322,7 @@ impl Application {
 
     /// The store's fault injection (tests only: inert unless armed).
     pub fn faults(&self) -> Arc<store::faults::Faults> {
-        self.store.faults.clone()
+        self.backend.faults.clone()
     }
 
     /// Serves until stopped, then: in-flight requests finish (the server's drain), the
@@ -338,14 +331,14 @@ impl Application {
         let Self {
             server,
             engine,
-            mut writer,
-            store,
+            backend,
             rollover,
             webhook_supervisor,
             stigg_supervisor,
             debug_log_task,
             shutting_down,
             shutdown_grace,
+            supervisor_wait,
             ..
         } = self;
         let signals = actix_rt::spawn(stop_on_signal(
@@ -356,12 +349,20 @@ impl Application {
         let served = server.await;
         signals.abort();
         tracing::info!("server stopped; draining");
-        rollover.do_send(quota::rollover::Stop);
-        drop(rollover);
-        webhook_supervisor.do_send(queue_supervisor::Stop);
-        drop(webhook_supervisor);
-        stigg_supervisor.do_send(queue_supervisor::Stop);
-        drop(stigg_supervisor);
+        // One broadcast to every supervisor, then wait for what each has under way (a
+        // sweep, a webhook being applied, a Stigg attempt) before the actors stop.
+        let stops: Vec<futures_util::future::BoxFuture<'static, ()>> = vec![
+            Box::pin(ignore_gone(rollover.send(quota::rollover::Stop))),
+            Box::pin(ignore_gone(webhook_supervisor.send(queue_supervisor::Stop))),
+            Box::pin(ignore_gone(stigg_supervisor.send(queue_supervisor::Stop))),
+        ];
+        drop((rollover, webhook_supervisor, stigg_supervisor));
+        if !shutdown::wait_all(stops, supervisor_wait).await {
+            tracing::warn!(
+                limit_secs = supervisor_wait.as_secs(),
+                "supervisors still busy at the shutdown limit; their jobs stay queued"
+            );
+        }
         // The server's workers held the last DebugLog sinks; the task now drains and ends.
         if tokio::time::timeout(Duration::from_secs(5), debug_log_task)
             .await
@@ -369,15 +370,14 @@ impl Application {
         {
             tracing::warn!("debug log writer did not finish in time");
         }
+        let health = backend.health.clone();
         let blocking = tokio::task::spawn_blocking(move || {
             engine.stop();
-            writer.stop();
+            // Commits what is queued and makes it durable.
+            health.close();
         });
         if let Err(e) = blocking.await {
             tracing::error!(error = %e, "shutdown task failed");
-        }
-        if let Err(e) = store.flush().await {
-            tracing::error!(error = %errors::chain(&e), "final store flush failed");
         }
         tracing::info!("shutdown complete");
         served

@@ -10,12 +10,13 @@ pub mod token_file;
 
 use crate::config::Secret;
 use crate::domain::{KeyId, OrgId};
-use crate::store::api_keys::{self, ApiKeyRecord};
-use crate::store::{self, Store, StoreResult};
+use crate::store::{ApiKeyRecord, KeyStore, StoreResult};
 use dashmap::DashMap;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 const ORG_KEY_PREFIX: &str = "eqk";
@@ -35,11 +36,23 @@ struct KeyEntry {
     revoked: bool,
 }
 
+impl From<&ApiKeyRecord> for KeyEntry {
+    fn from(r: &ApiKeyRecord) -> Self {
+        Self {
+            org: r.org_id.clone(),
+            digest: r.secret_sha256,
+            revoked: r.revoked_ms.is_some(),
+        }
+    }
+}
+
 pub struct Authenticator {
     admin: HashSet<[u8; 32]>,
     service: HashSet<[u8; 32]>,
     keys: DashMap<KeyId, KeyEntry>,
-    store: Store,
+    store: Arc<dyn KeyStore>,
+    /// Where `refresh` continues reading the store's key changes from.
+    cursor: AtomicU64,
 }
 
 pub fn digest(token: &str) -> [u8; 32] {
@@ -55,22 +68,15 @@ pub fn random_secret() -> String {
 
 impl Authenticator {
     /// Loads every org key from the store into the cache.
-    pub fn load(admin: &[Secret], service: &[Secret], store: Store) -> StoreResult<Self> {
-        let added = api_keys::backfill_index(&store.api_keys, &store.api_keys_by_org)?;
-        if added > 0 {
-            tracing::info!(added, "per-org API key index built");
-        }
+    pub async fn load(
+        admin: &[Secret],
+        service: &[Secret],
+        store: Arc<dyn KeyStore>,
+    ) -> StoreResult<Self> {
+        let (cursor, _) = store.changes_since(0).await?;
         let keys = DashMap::new();
-        for record in api_keys::all(&store.api_keys) {
-            let r = record?;
-            keys.insert(
-                r.key_id,
-                KeyEntry {
-                    org: r.org_id,
-                    digest: r.secret_sha256,
-                    revoked: r.revoked_ms.is_some(),
-                },
-            );
+        for r in store.all().await? {
+            keys.insert(r.key_id.clone(), KeyEntry::from(&r));
         }
         let digests = |s: &[Secret]| s.iter().map(|t| digest(t.expose())).collect();
         Ok(Self {
@@ -78,6 +84,7 @@ impl Authenticator {
             service: digests(service),
             keys,
             store,
+            cursor: AtomicU64::new(cursor),
         })
     }
 
@@ -100,6 +107,20 @@ impl Authenticator {
         }
     }
 
+    /// Applies keys written elsewhere (another node sharing the store) to the cache;
+    /// returns how many changed. Called periodically.
+    pub async fn refresh(&self) -> StoreResult<usize> {
+        let (cursor, changed) = self
+            .store
+            .changes_since(self.cursor.load(Ordering::SeqCst))
+            .await?;
+        for r in &changed {
+            self.keys.insert(r.key_id.clone(), KeyEntry::from(r));
+        }
+        self.cursor.store(cursor, Ordering::SeqCst);
+        Ok(changed.len())
+    }
+
     /// Mints a key for `org`; the plaintext is returned once and never stored.
     pub async fn mint(&self, org: &OrgId, now_ms: i64) -> StoreResult<(KeyId, String)> {
         let key_id = KeyId::generate();
@@ -112,18 +133,8 @@ impl Authenticator {
             revoked_ms: None,
             last4: secret[secret.len().saturating_sub(4)..].to_owned(),
         };
-        let s = self.store.clone();
-        let rec = record.clone();
-        store::blocking(move || api_keys::put(&s.api_keys, &s.api_keys_by_org, &rec)).await?;
-        self.store.flush().await?;
-        self.keys.insert(
-            key_id.clone(),
-            KeyEntry {
-                org: record.org_id,
-                digest: record.secret_sha256,
-                revoked: false,
-            },
-        );
+        self.store.put(vec![record.clone()]).await?;
+        self.keys.insert(key_id.clone(), KeyEntry::from(&record));
         let plaintext = format!("{ORG_KEY_PREFIX}.{key_id}.{secret}");
         Ok((key_id, plaintext))
     }
@@ -140,32 +151,19 @@ impl Authenticator {
         if let Some(mut e) = self.keys.get_mut(key) {
             e.revoked = true;
         }
-        let s = self.store.clone();
-        let k = key.clone();
-        let found = store::blocking(move || {
-            let Some(mut record) = api_keys::get(&s.api_keys, &k)? else {
-                return Ok(false);
-            };
-            if record.revoked_ms.is_none() {
-                record.revoked_ms = Some(now_ms);
-                api_keys::put(&s.api_keys, &s.api_keys_by_org, &record)?;
-            }
-            Ok(true)
-        })
-        .await?;
-        if found {
-            self.store.flush().await?;
+        let Some(mut record) = self.store.get(key).await? else {
+            return Ok(false);
+        };
+        if record.revoked_ms.is_none() {
+            record.revoked_ms = Some(now_ms);
+            self.store.put(vec![record]).await?;
         }
-        Ok(found)
+        Ok(true)
     }
 
     /// The org's keys that are not revoked, oldest first.
     pub async fn list(&self, org: &OrgId) -> StoreResult<Vec<ApiKeyRecord>> {
-        let s = self.store.clone();
-        let org = org.clone();
-        let mut keys =
-            store::blocking(move || api_keys::of_org(&s.api_keys, &s.api_keys_by_org, &org))
-                .await?;
+        let mut keys = self.store.of_org(org).await?;
         keys.retain(|k| k.revoked_ms.is_none());
         keys.sort_by_key(|k| k.created_ms);
         Ok(keys)
@@ -173,23 +171,15 @@ impl Authenticator {
 
     /// Revokes every key of `org` durably; returns how many were still active.
     pub async fn revoke_all(&self, org: &OrgId, now_ms: i64) -> StoreResult<u64> {
-        let active = self.list(org).await?;
-        for k in &active {
+        let mut active = self.list(org).await?;
+        for k in &mut active {
             if let Some(mut e) = self.keys.get_mut(&k.key_id) {
                 e.revoked = true;
             }
+            k.revoked_ms = Some(now_ms);
         }
-        let s = self.store.clone();
         let n = active.len() as u64;
-        store::blocking(move || {
-            for mut record in active {
-                record.revoked_ms = Some(now_ms);
-                api_keys::put(&s.api_keys, &s.api_keys_by_org, &record)?;
-            }
-            Ok(())
-        })
-        .await?;
-        self.store.flush().await?;
+        self.store.put(active).await?;
         Ok(n)
     }
 }
@@ -207,21 +197,12 @@ fn parse_org_key(token: &str) -> Option<(KeyId, &str)> {
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let options = crate::store::OpenOptions {
-            cache_capacity_bytes: 1 << 20,
-            fdatasync: true,
-        };
-        let s = Store::open(dir.path(), options).unwrap();
-        (dir, s)
-    }
-
     #[tokio::test]
     async fn configured_tokens_and_minted_keys_authenticate() {
-        let (_d, s) = store();
-        let auth =
-            Authenticator::load(&[Secret::new("adm")], &[Secret::new("svc")], s.clone()).unwrap();
+        let s = crate::store::memory::open(10).keys;
+        let auth = Authenticator::load(&[Secret::new("adm")], &[Secret::new("svc")], s.clone())
+            .await
+            .unwrap();
         assert_eq!(auth.authenticate("adm"), Some(Credential::Admin));
         assert_eq!(auth.authenticate("svc"), Some(Credential::Service));
         assert_eq!(auth.authenticate("nope"), None);
@@ -236,11 +217,11 @@ mod tests {
         let tampered = format!("{}{last}", &plain[..plain.len() - 1]);
         assert_eq!(auth.authenticate(&tampered), None);
         // survives a reload from the store
-        let again = Authenticator::load(&[], &[], s.clone()).unwrap();
+        let again = Authenticator::load(&[], &[], s.clone()).await.unwrap();
         assert_eq!(again.authenticate(&plain), Some(Credential::Org(org)));
         assert!(auth.revoke(&key_id, 2).await.unwrap());
         assert_eq!(auth.authenticate(&plain), None);
-        let again = Authenticator::load(&[], &[], s).unwrap();
+        let again = Authenticator::load(&[], &[], s).await.unwrap();
         assert_eq!(again.authenticate(&plain), None);
     }
 }

@@ -1,17 +1,26 @@
-//! Billing: the Stripe client wrapper, the subscription lifecycle built on it, the
-//! webhook intake and processing that keep the local mirror converged with Stripe, and
-//! Stigg provisioning through a durable outbox; a generic queue supervisor drains both
-//! queues (the mirror itself lives in `domain::billing`, owned by the org's actor).
+//! Billing: the Stripe client (`stripe/`, the only code that speaks Stripe), the
+//! operations of the subscription lifecycle — one module per story area (`customers`,
+//! `subscriptions`, `plan_change`, `invoices`) over the shared `BillingService` — the
+//! convergence of an org's mirror with Stripe (`converge`), the webhook intake and
+//! processing (`webhooks/`), and Stigg provisioning through a durable outbox (`stigg/`).
+//! A generic queue supervisor drains both queues; the mirror itself lives in
+//! `domain::billing`, owned by the org's actor.
 
-pub mod events;
-pub mod lifecycle;
+pub mod converge;
+pub mod customers;
+pub mod error;
+pub mod invoices;
 pub mod locks;
+pub mod plan_change;
+pub mod plans;
 pub mod queue_supervisor;
-pub mod signature;
+pub mod service;
 pub mod stigg;
 pub mod stripe;
+pub mod subscriptions;
 pub mod webhooks;
 
-pub use lifecycle::{BillingError, BillingService};
+pub use error::BillingError;
+pub use service::BillingService;
 pub use stigg::Provisioning;
 pub use webhooks::Webhooks;

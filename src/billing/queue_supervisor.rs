@@ -4,8 +4,10 @@
 //! draining until nothing is due. The queue itself is in the store, so a restart (of the
 //! actor or the process) resumes where it left off; nothing lives only in memory.
 
+use crate::shutdown::InFlight;
 use actix::prelude::*;
 use futures_util::future::BoxFuture;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,10 +26,12 @@ pub trait Drain: Send + Sync + 'static {
 pub struct QueueSupervisor<D: Drain> {
     queue: Arc<D>,
     poll: Duration,
-    busy: bool,
+    /// The drain under way (at most one).
+    busy: InFlight,
     /// A wake-up arrived while busy: drain again when done.
     again: bool,
-    stopped: bool,
+    /// Shutdown asked: no new drain starts, and the one under way ends after its pass.
+    stopped: Arc<AtomicBool>,
 }
 
 impl<D: Drain> QueueSupervisor<D> {
@@ -35,31 +39,37 @@ impl<D: Drain> QueueSupervisor<D> {
         Self {
             queue,
             poll,
-            busy: false,
+            busy: InFlight::default(),
             again: false,
-            stopped: false,
+            stopped: Arc::new(AtomicBool::new(false)),
         }
     }
 
     fn drain(&mut self, ctx: &mut Context<Self>) {
-        if self.busy {
+        if self.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        if !self.busy.is_idle() {
             self.again = true;
             return;
         }
-        self.busy = true;
+        self.busy.begin();
         self.again = false;
         let queue = self.queue.clone();
+        let stopped = self.stopped.clone();
         let work = async move {
             for _ in 0..MAX_PASSES {
-                if !queue.clone().drain_once().await {
+                if stopped.load(Ordering::SeqCst) || !queue.clone().drain_once().await {
                     break;
                 }
             }
             queue.refresh().await;
         };
         ctx.spawn(work.into_actor(self).map(|(), act, ctx| {
-            act.busy = false;
-            if act.again {
+            act.busy.end();
+            if act.stopped.load(Ordering::SeqCst) {
+                ctx.stop();
+            } else if act.again {
                 act.drain(ctx);
             }
         }));
@@ -70,7 +80,7 @@ impl<D: Drain> Actor for QueueSupervisor<D> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        if self.stopped {
+        if self.stopped.load(Ordering::SeqCst) {
             ctx.stop();
             return;
         }
@@ -81,7 +91,8 @@ impl<D: Drain> Actor for QueueSupervisor<D> {
 
 impl<D: Drain> Supervised for QueueSupervisor<D> {
     fn restarting(&mut self, _: &mut Context<Self>) {
-        self.busy = false;
+        // The drain died with the actor: release whoever waits for it.
+        self.busy.end();
     }
 }
 
@@ -99,7 +110,8 @@ impl<D: Drain> Handler<Wake> for QueueSupervisor<D> {
     }
 }
 
-/// Stops the supervisor for good (shutdown); work in progress stays queued.
+/// Stops the supervisor for good (shutdown). Answered once the drain under way has
+/// finished its current pass; jobs not reached stay queued.
 pub struct Stop;
 
 impl Message for Stop {
@@ -107,10 +119,13 @@ impl Message for Stop {
 }
 
 impl<D: Drain> Handler<Stop> for QueueSupervisor<D> {
-    type Result = ();
-    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
-        self.stopped = true;
-        ctx.stop();
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) -> Self::Result {
+        self.stopped.store(true, Ordering::SeqCst);
+        if self.busy.is_idle() {
+            ctx.stop();
+        }
+        Box::pin(self.busy.idle())
     }
 }
 

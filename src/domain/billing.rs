@@ -5,8 +5,9 @@
 //! The record is owned by the org's actor and stored next to its quota state, so a
 //! subscription change and the plan the quota follows are persisted in one batch.
 
-use super::plans::{status_keeps_plan, PlanCode};
+use super::plans::PlanCode;
 use serde::{Deserialize, Serialize};
+use std::fmt;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BillingRecord {
@@ -14,8 +15,89 @@ pub struct BillingRecord {
     /// The billing email the customer was created with.
     pub email: Option<String>,
     pub subscription: Option<SubscriptionRecord>,
-    /// The payment method last set as the customer's default.
-    pub default_payment_method: Option<String>,
+}
+
+/// A Stripe subscription's status. Stored as Stripe's string, so a status Stripe adds
+/// later is kept (as `Other`) rather than refused.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum SubscriptionStatus {
+    Trialing,
+    Active,
+    PastDue,
+    Canceled,
+    Unpaid,
+    Incomplete,
+    IncompleteExpired,
+    Paused,
+    Other(String),
+}
+
+impl SubscriptionStatus {
+    pub fn parse(raw: &str) -> Self {
+        use SubscriptionStatus::*;
+        match raw {
+            "trialing" => Trialing,
+            "active" => Active,
+            "past_due" => PastDue,
+            "canceled" => Canceled,
+            "unpaid" => Unpaid,
+            "incomplete" => Incomplete,
+            "incomplete_expired" => IncompleteExpired,
+            "paused" => Paused,
+            other => Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        use SubscriptionStatus::*;
+        match self {
+            Trialing => "trialing",
+            Active => "active",
+            PastDue => "past_due",
+            Canceled => "canceled",
+            Unpaid => "unpaid",
+            Incomplete => "incomplete",
+            IncompleteExpired => "incomplete_expired",
+            Paused => "paused",
+            Other(s) => s,
+        }
+    }
+
+    /// Whether the subscribed plan is in force (`trialing`, `active`, `past_due`); every
+    /// other status falls back to the free plan.
+    pub fn keeps_plan(&self) -> bool {
+        matches!(
+            self,
+            SubscriptionStatus::Trialing | SubscriptionStatus::Active | SubscriptionStatus::PastDue
+        )
+    }
+
+    /// Whether Stripe still bills the subscription (a new one must not be created).
+    pub fn is_live(&self) -> bool {
+        !matches!(
+            self,
+            SubscriptionStatus::Canceled | SubscriptionStatus::IncompleteExpired
+        )
+    }
+}
+
+impl From<String> for SubscriptionStatus {
+    fn from(raw: String) -> Self {
+        Self::parse(&raw)
+    }
+}
+
+impl From<SubscriptionStatus> for String {
+    fn from(s: SubscriptionStatus) -> Self {
+        s.as_str().to_owned()
+    }
+}
+
+impl fmt::Display for SubscriptionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,8 +108,7 @@ pub struct SubscriptionRecord {
     pub price_id: String,
     /// The plan the current price maps to (through the catalogue's lookup keys).
     pub plan: PlanCode,
-    /// Stripe's status string (`trialing`, `active`, `past_due`, `canceled`, ...).
-    pub status: String,
+    pub status: SubscriptionStatus,
     pub trial_end_unix: Option<i64>,
     pub period_start_unix: i64,
     pub period_end_unix: i64,
@@ -48,7 +129,7 @@ pub struct PendingChange {
 impl SubscriptionRecord {
     /// Whether Stripe still bills this subscription (a new one must not be created).
     pub fn is_live(&self) -> bool {
-        !matches!(self.status.as_str(), "canceled" | "incomplete_expired")
+        self.status.is_live()
     }
 }
 
@@ -58,7 +139,7 @@ impl BillingRecord {
     /// effective time has passed, and the free plan otherwise.
     pub fn plan_in_force(&self, now_unix: i64) -> PlanCode {
         match &self.subscription {
-            Some(sub) if status_keeps_plan(&sub.status) => match &sub.pending {
+            Some(sub) if sub.status.keeps_plan() => match &sub.pending {
                 Some(p) if now_unix >= p.effective_unix => p.plan.clone(),
                 _ => sub.plan.clone(),
             },
@@ -70,7 +151,7 @@ impl BillingRecord {
     pub fn next_change_unix(&self, now_unix: i64) -> Option<i64> {
         let sub = self.subscription.as_ref()?;
         let p = sub.pending.as_ref()?;
-        (p.effective_unix > now_unix && status_keeps_plan(&sub.status)).then_some(p.effective_unix)
+        (p.effective_unix > now_unix && sub.status.keeps_plan()).then_some(p.effective_unix)
     }
 }
 
@@ -87,14 +168,13 @@ mod tests {
                 item_id: "si_1".into(),
                 price_id: "price_pro".into(),
                 plan: PlanCode::new("plan_pro_m"),
-                status: status.into(),
+                status: SubscriptionStatus::parse(status),
                 trial_end_unix: None,
                 period_start_unix: 0,
                 period_end_unix: 100,
                 cancel_at_period_end: false,
                 pending,
             }),
-            default_payment_method: None,
         }
     }
 

@@ -7,7 +7,7 @@ pub mod metric;
 pub mod period;
 pub mod plans;
 
-pub use billing::{BillingRecord, PendingChange, SubscriptionRecord};
+pub use billing::{BillingRecord, PendingChange, SubscriptionRecord, SubscriptionStatus};
 pub use ids::{KeyId, OrgId, RequestId};
 pub use metric::Metric;
 pub use period::PeriodKey;

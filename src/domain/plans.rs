@@ -1,6 +1,5 @@
 //! The plan catalogue (`config/plans.toml`): plan code → Stripe lookup key, Stigg plan
-//! id, rank, trial days and included amounts per metric; plus the subscription-status
-//! rule that decides which plan is in force.
+//! id, rank, trial days and included amounts per metric.
 
 use super::{Metric, ParseError};
 use serde::{Deserialize, Serialize};
@@ -163,12 +162,6 @@ impl Catalogue {
     }
 }
 
-/// Whether a Stripe subscription status keeps the subscribed plan in force
-/// (`trialing`, `active`, `past_due`); every other status falls back to `plan_free`.
-pub fn status_keeps_plan(status: &str) -> bool {
-    matches!(status, "trialing" | "active" | "past_due")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,15 +214,5 @@ mod tests {
             c.get(&PlanCode::new("plan_starter_m")).unwrap().trial_days,
             14
         );
-    }
-
-    #[test]
-    fn status_mapping_follows_the_spec() {
-        for s in ["trialing", "active", "past_due"] {
-            assert!(status_keeps_plan(s));
-        }
-        for s in ["canceled", "unpaid", "incomplete_expired", "paused"] {
-            assert!(!status_keeps_plan(s));
-        }
     }
 }

@@ -9,7 +9,7 @@
 use crate::debug_log::DebugLogSink;
 use crate::domain::OrgId;
 use crate::metrics::Metrics;
-use crate::store::debug_log::DebugEntry;
+use crate::store::DebugEntry;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};

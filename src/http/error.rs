@@ -1,11 +1,17 @@
-//! The error envelope and the one table of error codes → HTTP status.
+//! The error envelope, the one table of error codes → HTTP status, and the one place
+//! every domain error (engine, store, billing, webhooks, Stigg) gets its code. A 500
+//! logs the error's whole cause chain (`error.cause_chain`); the caller sees only the
+//! correlation id to look it up by. 503 is reserved for what SPEC says: a part not
+//! configured, or the service shutting down.
 //!
 //! Every non-2xx body is `{code, message, correlationId}`, plus `details` for validation
 //! and the denial fields for quota denials. The correlation id comes from the request's
 //! task-local context, so errors raised anywhere under the middleware carry it.
 
 use super::context;
+use crate::billing::stigg::ProvisionError;
 use crate::billing::stripe::Outcome;
+use crate::billing::webhooks::{ProcessError, ReceiveError};
 use crate::billing::BillingError;
 use crate::quota::EngineError;
 use crate::store::StoreError;
@@ -137,7 +143,7 @@ impl ApiError {
     /// A failure on our side: the cause (with its whole chain) goes to the log, not to
     /// the caller.
     pub fn internal<E: std::error::Error + ?Sized>(cause: &E) -> Self {
-        tracing::error!(error = %crate::errors::chain(cause), correlation_id = %context::correlation_id(), "internal error");
+        tracing::error!(error.cause_chain = %crate::errors::chain(cause), correlation_id = %context::correlation_id(), "internal error");
         Self::new(
             Code::Internal,
             "internal error; see the service log for this correlation id",
@@ -205,7 +211,7 @@ impl From<BillingError> for ApiError {
             }
             BillingError::StripeState(_) => ApiError::conflict(e.to_string()),
             BillingError::Upstream(failure) => {
-                tracing::error!(error = %crate::errors::chain(&failure), correlation_id = %context::correlation_id(), "Stripe call failed");
+                tracing::error!(error.cause_chain = %crate::errors::chain(&failure), correlation_id = %context::correlation_id(), "Stripe call failed");
                 // Say "nothing was changed" only when that is known.
                 let note = match failure.outcome() {
                     Outcome::NotApplied => "nothing was changed",
@@ -220,6 +226,44 @@ impl From<BillingError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         ApiError::internal(&e)
+    }
+}
+
+impl From<ReceiveError> for ApiError {
+    fn from(e: ReceiveError) -> Self {
+        match e {
+            ReceiveError::NotConfigured => ApiError::new(Code::Unavailable, e.to_string()),
+            ReceiveError::Signature(_) | ReceiveError::Invalid(_) => {
+                ApiError::new(Code::BadRequest, e.to_string())
+            }
+            ReceiveError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<ProcessError> for ApiError {
+    fn from(e: ProcessError) -> Self {
+        match e {
+            ProcessError::NotFound(_) => ApiError::not_found(e.to_string()),
+            ProcessError::Store(e) => e.into(),
+            ProcessError::Failed(e) => e.into(),
+        }
+    }
+}
+
+impl From<ProvisionError> for ApiError {
+    fn from(e: ProvisionError) -> Self {
+        match e {
+            ProvisionError::NotConfigured => ApiError::new(Code::Unavailable, e.to_string()),
+            ProvisionError::Invalid { field, problem } => ApiError::field(field, problem),
+            ProvisionError::NotFound(m) => ApiError::not_found(m),
+            ProvisionError::Engine(e) => e.into(),
+            ProvisionError::Store(e) => e.into(),
+            ProvisionError::Pending(_) | ProvisionError::Refused(_) => {
+                tracing::error!(error.cause_chain = %crate::errors::chain(&e), correlation_id = %context::correlation_id(), "Stigg provisioning failed");
+                ApiError::new(Code::Internal, e.to_string())
+            }
+        }
     }
 }
 

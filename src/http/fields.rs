@@ -1,8 +1,8 @@
 //! Field validation for request bodies: parse each raw field into its domain type and
 //! collect every problem, so one 400 names all of them.
 
-use super::error::{ApiError, Detail};
-use crate::domain::ParseError;
+use super::error::{ApiError, ApiResult, Detail};
+use crate::domain::{Catalogue, Metric, OrgId, ParseError};
 
 #[derive(Default)]
 pub struct Fields(Vec<Detail>);
@@ -127,6 +127,38 @@ pub fn plan_code(raw: String) -> Result<String, ParseError> {
 pub fn rfc3339(unix: i64) -> Option<String> {
     chrono::DateTime::from_timestamp(unix, 0)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// The header carrying the cursor of a list's next page.
+pub const NEXT_CURSOR: &str = "x-next-cursor";
+
+/// Parses a `limit` query parameter in `1..=max`.
+pub fn limit_param(raw: Option<&str>, default: usize, max: usize) -> ApiResult<usize> {
+    match raw {
+        None => Ok(default),
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::field("limit", format!("must be a whole number from 1 to {max}"))
+            }),
+    }
+}
+
+/// A metric name that some plan of the catalogue defines.
+pub fn known_metric(catalogue: &Catalogue, raw: &str) -> Result<Metric, ParseError> {
+    let metric = Metric::parse(raw)?;
+    if catalogue.is_known_metric(&metric) {
+        Ok(metric)
+    } else {
+        Err(ParseError::new(format!("unknown metric {raw:?}")))
+    }
+}
+
+/// The `orgId` every billing body carries, checked against the caller's credential.
+pub fn org_field(f: &mut Fields, raw: Option<&str>) -> Option<OrgId> {
+    f.required("orgId", raw, OrgId::parse)
 }
 
 #[cfg(test)]

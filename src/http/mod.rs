@@ -1,24 +1,13 @@
 //! The actix-web front: shared state, routes (one module per story area), and the
 //! fallbacks that keep every error inside the envelope.
 
-pub mod admin;
-pub mod billing;
 pub mod context;
 pub mod denial;
-pub mod diag;
 pub mod error;
 pub mod extract;
 pub mod fields;
-pub mod invoices;
+pub mod handlers;
 pub mod listener;
-pub mod me;
-pub mod orgs;
-pub mod payments;
-pub mod plans;
-pub mod quota;
-pub mod stigg;
-pub mod usage;
-pub mod webhooks;
 
 use crate::auth::Authenticator;
 use crate::billing::{BillingService, Provisioning, Webhooks};
@@ -27,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::quota::QuotaEngine;
 use actix_web::{web, HttpRequest, HttpResponse};
 use error::{ApiError, Code};
+use handlers::*;
 use std::sync::Arc;
 
 pub struct AppState {
@@ -37,7 +27,7 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub settings: Arc<Settings>,
     pub metrics: Metrics,
-    pub smoke: diag::SmokeCache,
+    pub smoke: handlers::diag::SmokeCache,
 }
 
 impl AppState {
@@ -81,10 +71,10 @@ route_table! {
     "/api/plans/upgrade.now" POST => plans::upgrade_now,
     "/api/plans/downgrade.schedule" POST => plans::downgrade_schedule,
     "/api/invoices.list" GET => invoices::list,
-    "/api/webhooks/stripe.receive" POST => webhooks::receive,
-    "/api/jobs/stripe.process" POST => webhooks::process,
-    "/api/admin/webhooks.replay" POST => webhooks::replay,
-    "/api/admin/webhooks.list" GET => webhooks::list,
+    "/api/webhooks/stripe.receive" POST => stripe_events::receive,
+    "/api/jobs/stripe.process" POST => stripe_events::process,
+    "/api/admin/webhooks.replay" POST => stripe_events::replay,
+    "/api/admin/webhooks.list" GET => stripe_events::list,
     "/api/stigg/provision" POST => stigg::provision,
     "/api/stigg/provision.status" GET => stigg::status,
     "/api/usage/seed" POST => usage::seed,

@@ -1,20 +1,23 @@
-//! `QuotaEngine`: the façade the HTTP layer calls. It owns the registry of org actors,
-//! the probe actors used by diagnostics, and the org-wide sweeps (rollover, forced reset).
+//! `QuotaEngine`: what the fronts (HTTP, gRPC) and billing call. It owns the registry of
+//! org actors and the probe actors used by diagnostics, and is where a check is decided
+//! (`check`, from the org's view, on the caller's thread), where a record becomes
+//! durable (`record`, through the org's actor to the store), and where an org is
+//! created. The org-wide sweeps are in `sweep.rs`.
 
 use super::actor::OrgActor;
 use super::messages::*;
 use super::registry::{Registry, Shared};
 use super::view::CheckOutcome;
 use crate::clock::SharedClock;
-use crate::domain::{BillingRecord, Catalogue, Metric, OrgId, PeriodKey, PlanCode};
+use crate::domain::{BillingRecord, Catalogue, Metric, OrgId, PeriodKey, PlanCode, RequestId};
 use crate::metrics::Metrics;
-use crate::store::idem_filter::IdemFilter;
-use crate::store::ledger::{self, OrgState};
-use crate::store::orgs::{self, CreateOutcome, CreateReplay, OrgRecord};
-use crate::store::writer::CommitHandle;
-use crate::store::{self, Store};
+use crate::store::{
+    Backend, CreateOutcome, CreateReplay, OrgRecord, OrgState, Recorded, StoredLedger,
+};
 use actix::prelude::*;
+use chrono::{DateTime, Utc};
 use dashmap::DashMap;
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +25,6 @@ pub struct EngineConfig {
     pub arbiters: usize,
     pub idle_ttl: Duration,
     pub recent_capacity: usize,
-    pub idempotency_filter_bits_log2: u32,
 }
 
 pub struct QuotaEngine {
@@ -31,49 +33,55 @@ pub struct QuotaEngine {
     arbiters: std::sync::Mutex<Vec<Arbiter>>,
 }
 
+/// A usage record as a caller states it.
+pub struct RecordRequest {
+    pub metric: Metric,
+    pub value: u64,
+    pub occurred_at: DateTime<Utc>,
+    pub request: RequestId,
+}
+
+/// An org to create, and the caller's `Idempotency-Key`.
+pub struct NewOrg {
+    pub name: String,
+    pub owner_user_id: String,
+    pub idempotency_key: Option<String>,
+}
+
+/// What creating an org answered: the body, and whether it is a replay of a key.
+pub enum Created {
+    New(OrgId, Vec<u8>),
+    Replayed(Vec<u8>),
+}
+
+/// What makes two records "the same payload" for idempotency: the metric, the value and
+/// the instant (not its spelling).
+fn record_fingerprint(metric: &Metric, value: u64, at: DateTime<Utc>) -> [u8; 16] {
+    let nanos = at.timestamp_nanos_opt().unwrap_or(at.timestamp_millis());
+    let digest = Sha256::digest(format!("{metric}\0{value}\0{nanos}"));
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
+
 impl QuotaEngine {
     /// Starts the arbiters; must run inside an actix `System`.
     pub fn start(
-        store: Store,
-        commit: CommitHandle,
+        backend: Backend,
         catalogue: Arc<Catalogue>,
         clock: SharedClock,
         metrics: Metrics,
         config: EngineConfig,
     ) -> Self {
         let shared = Arc::new(Shared {
-            store,
-            commit,
+            backend,
             catalogue,
             clock,
             metrics,
             map: DashMap::new(),
             idle_ttl: config.idle_ttl,
             recent_capacity: config.recent_capacity,
-            idem_filter: IdemFilter::new(config.idempotency_filter_bits_log2),
         });
-        // The filter answers "maybe" (so records read the store) until this scan is done.
-        let build = shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name("edgequota-idem-filter".into())
-            .spawn(move || {
-                let started = Instant::now();
-                match build.idem_filter.build_from(&build.store.ledger) {
-                    Ok(Some(keys)) => {
-                        build.metrics.idempotency_entries.set(keys as i64);
-                        tracing::info!(
-                            keys,
-                            ms = started.elapsed().as_millis() as u64,
-                            "idempotency filter ready"
-                        )
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::error!(error = %crate::errors::chain(&e), "idempotency filter scan failed; every record reads the store"),
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "idempotency filter not built; every record reads the store");
-        }
         let (registry, arbiters) = Registry::new(shared, config.arbiters);
         let probes = arbiters
             .iter()
@@ -94,6 +102,10 @@ impl QuotaEngine {
         &self.registry.shared
     }
 
+    pub fn backend(&self) -> &Backend {
+        &self.registry.shared.backend
+    }
+
     pub fn catalogue(&self) -> &Arc<Catalogue> {
         &self.registry.shared.catalogue
     }
@@ -102,19 +114,16 @@ impl QuotaEngine {
         &self.registry.shared.clock
     }
 
-    pub fn store(&self) -> &Store {
-        &self.registry.shared.store
-    }
-
     /// Decides from memory whether `org` may spend `cost` of `metric` at `now`; never
     /// writes. An org whose actor is still in an older period is rolled into the clock's
-    /// period first, so a decision is never made from stale counters.
+    /// period first (and a plan change that came due is applied), so a decision is never
+    /// made from stale state.
     pub async fn check(
         &self,
         org: &OrgId,
         metric: &Metric,
         cost: u64,
-        now: chrono::DateTime<chrono::Utc>,
+        now: DateTime<Utc>,
     ) -> Result<CheckOutcome, EngineError> {
         let started = Instant::now();
         let index = self.catalogue().metric_index(metric).ok_or_else(|| {
@@ -146,35 +155,68 @@ impl QuotaEngine {
         Ok(outcome)
     }
 
-    /// Records usage once per request id; returns only once the record is durable.
-    pub async fn record(&self, org: &OrgId, record: Record) -> Result<RecordReply, EngineError> {
+    /// Records usage once per request id; returns once the record is durable (and the
+    /// org's view shows it).
+    pub async fn record(
+        &self,
+        org: &OrgId,
+        req: RecordRequest,
+        now: DateTime<Utc>,
+    ) -> Result<RecordReply, EngineError> {
         let m = &self.registry.shared.metrics;
-        let (metric, value) = (record.metric.clone(), record.value);
-        let pending = match self.registry.send(org, record).await {
-            Ok(p) => p,
-            Err(e @ EngineError::Conflict(_)) => {
-                m.usage_records.with_label_values(&["conflict"]).inc();
+        let msg = Record {
+            fingerprint: record_fingerprint(&req.metric, req.value, req.occurred_at),
+            period: PeriodKey::containing(req.occurred_at),
+            request: req.request,
+            metric: req.metric.clone(),
+            value: req.value,
+            now_ms: now.timestamp_millis(),
+        };
+        let pending = self.registry.send(org, msg).await?;
+        let answer = match pending.answer.await {
+            Ok(answer) => answer,
+            Err(e) => {
+                m.usage_records.with_label_values(&["failed"]).inc();
+                self.registry
+                    .retire_after_failure(org, pending.generation)
+                    .await;
                 return Err(e);
             }
-            Err(e) => return Err(e),
         };
-        if let Err(e) = pending.durable.await {
-            m.usage_records.with_label_values(&["failed"]).inc();
-            return Err(e);
+        match answer {
+            Recorded::New { body, total } => {
+                if let Some((index, _, epoch)) = pending.slot {
+                    pending.view.raise_used(index, epoch, total);
+                }
+                let outcome = if pending.replayed {
+                    "duplicate"
+                } else {
+                    m.idempotency_entries.inc();
+                    m.usage_units
+                        .with_label_values(&[req.metric.as_str()])
+                        .inc_by(req.value);
+                    "recorded"
+                };
+                m.usage_records.with_label_values(&[outcome]).inc();
+                Ok(RecordReply {
+                    body,
+                    replayed: pending.replayed,
+                })
+            }
+            Recorded::Replayed { body } => {
+                m.usage_records.with_label_values(&["duplicate"]).inc();
+                Ok(RecordReply {
+                    body,
+                    replayed: true,
+                })
+            }
+            Recorded::Conflict => {
+                m.usage_records.with_label_values(&["conflict"]).inc();
+                Err(EngineError::Conflict(
+                    "request_id was already used with a different payload".into(),
+                ))
+            }
         }
-        if pending.replayed {
-            m.usage_records.with_label_values(&["duplicate"]).inc();
-        } else {
-            m.usage_records.with_label_values(&["recorded"]).inc();
-            m.idempotency_entries.inc();
-            m.usage_units
-                .with_label_values(&[metric.as_str()])
-                .inc_by(value);
-        }
-        Ok(RecordReply {
-            body: pending.body,
-            replayed: pending.replayed,
-        })
     }
 
     pub async fn seed(&self, org: &OrgId, period: PeriodKey) -> Result<SeedReply, EngineError> {
@@ -202,38 +244,77 @@ impl QuotaEngine {
         Ok(applied.plan)
     }
 
+    /// The org's record (`OrgNotFound` when there is none).
+    pub async fn org(&self, org: &OrgId) -> Result<OrgRecord, EngineError> {
+        self.backend()
+            .orgs
+            .get(org)
+            .await?
+            .ok_or(EngineError::OrgNotFound)
+    }
+
+    /// What the store holds of the org in `period`, read without touching its actor.
+    pub async fn stored(
+        &self,
+        org: &OrgId,
+        period: PeriodKey,
+    ) -> Result<StoredLedger, EngineError> {
+        self.org(org).await?;
+        Ok(self.backend().ledger.load(org, period).await?)
+    }
+
     /// Creates an org (atomically with its idempotency key, if any) and its initial
-    /// ledger state, durable before returning.
+    /// ledger state, durable before returning. The same key with another name or owner
+    /// is a conflict.
     pub async fn create_org(
         &self,
-        record: OrgRecord,
-        idempotency: Option<(String, CreateReplay)>,
-    ) -> Result<CreateOutcome, EngineError> {
-        let store = self.store().clone();
-        let org = record.org_id.clone();
-        let outcome = store::blocking(move || {
-            orgs::create(
-                &store.orgs,
-                &store.org_idem,
-                &record,
-                idempotency.as_ref().map(|(k, r)| (k.as_str(), r.clone())),
-            )
-        })
-        .await?;
-        if let CreateOutcome::Created = outcome {
-            self.registry.forget_missing(&org);
-            let state = OrgState {
-                plan: PlanCode::free(),
-                period: PeriodKey::containing(self.clock().now()),
+        new: NewOrg,
+        now: DateTime<Utc>,
+    ) -> Result<Created, EngineError> {
+        let org = OrgId::generate();
+        let record = OrgRecord {
+            org_id: org.clone(),
+            name: new.name,
+            owner_user_id: new.owner_user_id,
+            created_ms: now.timestamp_millis(),
+        };
+        let body = serde_json::to_vec(&serde_json::json!({
+            "orgId": org.as_str(),
+            "name": record.name,
+            "ownerUserId": record.owner_user_id,
+        }))
+        .map_err(|e| EngineError::Internal(format!("org body: {e}")))?;
+        let fingerprint: [u8; 32] =
+            Sha256::digest(format!("{}\0{}", record.name, record.owner_user_id)).into();
+        let idempotency = new.idempotency_key.map(|k| {
+            let replay = CreateReplay {
+                fingerprint,
+                body: body.clone(),
             };
-            // The commit's flush also makes the org record above durable.
-            self.registry
-                .shared
-                .commit
-                .commit(vec![ledger::put_state(&org, &state)])
-                .await?;
+            (k, replay)
+        });
+        let state = OrgState {
+            plan: PlanCode::free(),
+            period: PeriodKey::containing(now),
+        };
+        match self
+            .backend()
+            .orgs
+            .create(record, idempotency, state)
+            .await?
+        {
+            CreateOutcome::Created => {
+                self.registry.forget_missing(&org);
+                tracing::info!(org = %org, "org created");
+                Ok(Created::New(org, body))
+            }
+            CreateOutcome::Replayed(r) if r.fingerprint == fingerprint => {
+                Ok(Created::Replayed(r.body))
+            }
+            CreateOutcome::Replayed(_) => Err(EngineError::Conflict(
+                "Idempotency-Key was already used with a different payload".into(),
+            )),
         }
-        Ok(outcome)
     }
 
     /// A message round trip through every arbiter's probe actor.
@@ -247,9 +328,10 @@ impl QuotaEngine {
         Ok(self.probes.len())
     }
 
-    /// Whether the idempotency filter has been rebuilt from the store since start.
+    /// Whether looking up a new request id is already cheap (the sled backend's filter
+    /// of stored ids has been rebuilt since start).
     pub fn idempotency_filter_ready(&self) -> bool {
-        self.registry.shared.idem_filter.is_ready()
+        self.backend().ledger.requests_ready()
     }
 
     /// The org's actor address (benches and tests that talk to the actor directly).
@@ -261,9 +343,8 @@ impl QuotaEngine {
         self.registry.live_count()
     }
 
-    /// Stops the actor arbiters (after the HTTP server has drained).
+    /// Stops the actor arbiters (after the fronts have drained).
     pub fn stop(&self) {
-        self.registry.shared.idem_filter.abandon();
         let arbiters = match self.arbiters.lock() {
             Ok(mut a) => std::mem::take(&mut *a),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),

@@ -1,7 +1,8 @@
 //! Messages an org actor answers, their replies, and the engine's error type.
 
+use super::view::OrgView;
 use crate::domain::{BillingRecord, Metric, PeriodKey, Plan, PlanCode, RequestId};
-use crate::store::StoreError;
+use crate::store::{Recorded, StoreError};
 use actix::Message;
 use futures_util::future::{BoxFuture, Shared};
 use std::collections::BTreeMap;
@@ -37,18 +38,38 @@ pub struct Record {
     pub now_ms: i64,
 }
 
-/// Resolves once a record's writes are durable (shared by the record and any duplicate
-/// that arrives while it is in flight).
+/// What the store answered for a record, once durable (shared by the record and every
+/// duplicate that arrives while it is in flight).
+pub type Answer = Shared<BoxFuture<'static, Result<Recorded, EngineError>>>;
+
+/// Resolves once a commit is durable.
 pub type Durable = Shared<BoxFuture<'static, Result<(), EngineError>>>;
 
-/// The actor's answer to a record: the exact JSON body (first time and every replay),
-/// to be released only once `durable` resolves — awaited by the caller, on its own
-/// thread, so the acknowledgement goes from the writer straight to the request.
+/// The actor's answer to a record: the store's answer to await (on the caller's own
+/// thread, so the acknowledgement goes from the store straight to the request), and
+/// where to publish the new total.
 #[derive(Clone)]
 pub struct PendingRecord {
-    pub body: Arc<[u8]>,
+    pub answer: Answer,
+    /// Answered from the actor's memory of recent requests (a duplicate).
     pub replayed: bool,
-    pub durable: Durable,
+    pub view: Arc<OrgView>,
+    /// The metric's view slot, the period the view was in, and the slot's epoch.
+    pub slot: Option<(usize, PeriodKey, u64)>,
+    /// The answering actor's generation (to retire it if the store failed).
+    pub generation: u64,
+}
+
+/// The store failed a write this actor sent: its memory may be behind what the store
+/// applied, so it retires (the next request loads the org afresh). Answered once done,
+/// so the failing request's caller cannot reach the old actor again.
+#[derive(Debug, Clone)]
+pub struct RetireAfterFailure {
+    pub generation: u64,
+}
+
+impl Message for RetireAfterFailure {
+    type Result = ();
 }
 
 /// A record's reply once durable.
@@ -60,14 +81,6 @@ pub struct RecordReply {
 
 impl Message for Record {
     type Result = Result<PendingRecord, EngineError>;
-}
-
-/// The group-commit writer failed a batch holding this actor's writes.
-#[derive(Debug, Clone)]
-pub struct CommitFailed(pub StoreError);
-
-impl Message for CommitFailed {
-    type Result = ();
 }
 
 /// Ensure the org's counter for `period` exists (rolling forward to it if newer).

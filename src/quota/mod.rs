@@ -13,6 +13,6 @@ pub mod sweep;
 pub mod view;
 
 pub use decision::{decide, Decision};
-pub use engine::QuotaEngine;
+pub use engine::{Created, NewOrg, QuotaEngine, RecordRequest};
 pub use messages::{EngineError, EntitlementsView, RecordReply, SeedReply};
 pub use view::{CheckOutcome, OrgView};

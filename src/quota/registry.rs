@@ -11,15 +11,12 @@
 //! however many unknown ids arrive, they cannot occupy the whole blocking pool.
 
 use super::actor::{OrgActor, Snapshot};
-use super::messages::EngineError;
+use super::messages::{EngineError, RetireAfterFailure};
 use super::view::OrgView;
 use crate::clock::SharedClock;
 use crate::domain::{Catalogue, OrgId, PeriodKey, PlanCode};
 use crate::metrics::Metrics;
-use crate::store::idem_filter::IdemFilter;
-use crate::store::ledger::{self, OrgState};
-use crate::store::writer::CommitHandle;
-use crate::store::{self, orgs, Store};
+use crate::store::{Backend, OrgState, StoredLedger};
 use actix::prelude::*;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -43,18 +40,15 @@ pub struct OrgHandle {
     pub view: Arc<OrgView>,
 }
 
-/// What every org actor shares: the store, the writer, the catalogue, the clock.
+/// What every org actor shares: the store, the catalogue, the clock.
 pub struct Shared {
-    pub store: Store,
-    pub commit: CommitHandle,
+    pub backend: Backend,
     pub catalogue: Arc<Catalogue>,
     pub clock: SharedClock,
     pub metrics: Metrics,
     pub map: DashMap<OrgId, OrgHandle>,
     pub idle_ttl: Duration,
     pub recent_capacity: usize,
-    /// Which idempotency keys may be in the ledger (spares look-ups of fresh ids).
-    pub idem_filter: IdemFilter,
 }
 
 impl Shared {
@@ -133,12 +127,15 @@ impl Registry {
             if let Some(handle) = self.live(org) {
                 return Ok(handle);
             }
-            let store = self.shared.store.clone();
             let now = self.shared.clock.now();
-            let id = org.clone();
-            store::blocking(move || load(&store, id, now))
-                .await
-                .map_err(EngineError::from)?
+            match self.shared.backend.orgs.get(org).await? {
+                None => None,
+                Some(_) => {
+                    let period = PeriodKey::containing(now);
+                    let stored = self.shared.backend.ledger.load(org, period).await?;
+                    Some(snapshot(org.clone(), stored, now))
+                }
+            }
         };
         let Some(snapshot) = snapshot else {
             loads.with_label_values(&["unknown"]).inc();
@@ -201,6 +198,16 @@ impl Registry {
         Err(EngineError::Internal("org actor kept retiring".into()))
     }
 
+    /// Retires the org's actor of `generation` (if it still runs) and waits until it
+    /// has: messages queued before this one are handled first, so the store has seen
+    /// everything the old actor sent before a fresh one loads.
+    pub async fn retire_after_failure(&self, org: &OrgId, generation: u64) {
+        let Some(handle) = self.live(org).filter(|h| h.generation == generation) else {
+            return;
+        };
+        let _ = handle.addr.send(RetireAfterFailure { generation }).await;
+    }
+
     /// Every running org actor's id.
     pub fn live_orgs(&self) -> std::collections::HashSet<OrgId> {
         self.shared.map.iter().map(|e| e.key().clone()).collect()
@@ -211,25 +218,17 @@ impl Registry {
     }
 }
 
-/// Reads what an actor needs; `None` when the org does not exist. The org is put in the
-/// clock's period here: an org stored in an older one is rolled forward (the rollover
-/// supervisor may not have reached it yet, e.g. after downtime across a boundary), and
-/// one stored in a later one (written before future periods were refused) is moved back,
-/// so that no decision is ever made outside the clock's period.
-/// The plan in force is re-derived from the billing mirror here too (a scheduled change
-/// may have come due while no actor held the org).
-fn load(
-    store: &Store,
-    org: OrgId,
-    now: chrono::DateTime<chrono::Utc>,
-) -> store::StoreResult<Option<Snapshot>> {
-    store.barrier()?;
+/// An actor's starting state from what is stored. The org is put in the clock's period
+/// here: an org stored in an older one is rolled forward (the rollover supervisor may
+/// not have reached it yet, e.g. after downtime across a boundary), and one stored in a
+/// later one (written before future periods were refused) is moved back, so that no
+/// decision is ever made outside the clock's period. (The counters loaded are those of
+/// the clock's period.) The plan in force is re-derived from the billing mirror too (a
+/// scheduled change may have come due while no actor held the org).
+fn snapshot(org: OrgId, stored: StoredLedger, now: chrono::DateTime<chrono::Utc>) -> Snapshot {
     let now_unix = now.timestamp();
     let now = PeriodKey::containing(now);
-    if orgs::get(&store.orgs, &org)?.is_none() {
-        return Ok(None);
-    }
-    let (mut state, mut dirty) = match ledger::get_state(&store.ledger, &org)? {
+    let (mut state, mut dirty) = match stored.state {
         Some(s) => (s, false),
         None => (
             OrgState {
@@ -249,19 +248,18 @@ fn load(
         state.period = now;
         dirty = true;
     }
-    let billing = ledger::get_billing(&store.ledger, &org)?.unwrap_or_default();
+    let billing = stored.billing.unwrap_or_default();
     let plan = billing.plan_in_force(now_unix);
     if plan != state.plan {
         state.plan = plan;
         dirty = true;
     }
-    let counters = ledger::counters_for(&store.ledger, &org, state.period)?;
-    Ok(Some(Snapshot {
+    Snapshot {
         org,
         state,
         state_dirty: dirty,
         rolled_from,
-        counters,
+        counters: stored.counters,
         billing,
-    }))
+    }
 }

@@ -8,7 +8,7 @@
 
 use super::engine::QuotaEngine;
 use crate::domain::PeriodKey;
-use crate::store::{self, ledger};
+use crate::shutdown::InFlight;
 use actix::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,8 @@ pub struct RolloverSupervisor {
     rolled_into: Option<PeriodKey>,
     sweeping: bool,
     purging: bool,
+    /// The sweep and the purge under way.
+    in_flight: InFlight,
     stopped: bool,
 }
 
@@ -39,6 +41,7 @@ impl RolloverSupervisor {
             rolled_into: None,
             sweeping: false,
             purging: false,
+            in_flight: InFlight::default(),
             stopped: false,
         }
     }
@@ -50,14 +53,16 @@ impl RolloverSupervisor {
             .metrics
             .current_period
             .set(i64::from(now.year() * 100 + now.month()));
-        if self.sweeping || self.rolled_into.is_some_and(|p| p >= now) {
+        if self.stopped || self.sweeping || self.rolled_into.is_some_and(|p| p >= now) {
             return;
         }
         self.sweeping = true;
+        self.in_flight.begin();
         let engine = self.engine.clone();
         let sweep = async move { engine.rollover(now, false, "supervisor").await };
-        ctx.spawn(sweep.into_actor(self).map(move |res, act, _| {
+        ctx.spawn(sweep.into_actor(self).map(move |res, act, ctx| {
             act.sweeping = false;
+            act.work_ended(ctx);
             match res {
                 Ok(_) => act.rolled_into = Some(now),
                 // Retried at the next tick.
@@ -67,16 +72,20 @@ impl RolloverSupervisor {
     }
 
     fn purge(&mut self, ctx: &mut Context<Self>) {
-        if self.purging {
+        if self.stopped || self.purging {
             return;
         }
         self.purging = true;
+        self.in_flight.begin();
         let cutoff = self.engine.clock().now() - chrono::Duration::days(self.retention_days.into());
-        let tree = self.engine.store().ledger.clone();
-        let purge =
-            store::blocking(move || ledger::purge_idem_before(&tree, cutoff.timestamp_millis()));
-        ctx.spawn(purge.into_actor(self).map(|res, act, _| {
+        let purge = self
+            .engine
+            .backend()
+            .ledger
+            .purge_requests(cutoff.timestamp_millis());
+        ctx.spawn(purge.into_actor(self).map(|res, act, ctx| {
             act.purging = false;
+            act.work_ended(ctx);
             match res {
                 Ok(done) => {
                     let metrics = &act.engine.shared().metrics;
@@ -91,9 +100,19 @@ impl RolloverSupervisor {
                         );
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "idempotency purge failed"),
+                Err(e) => {
+                    tracing::error!(error = %crate::errors::chain(&e), "idempotency purge failed")
+                }
             }
         }));
+    }
+}
+
+impl RolloverSupervisor {
+    fn work_ended(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight.end() && self.stopped {
+            ctx.stop();
+        }
     }
 }
 
@@ -112,7 +131,8 @@ impl Actor for RolloverSupervisor {
     }
 }
 
-/// Stops the supervisor for good (shutdown): with no address left, it is not restarted.
+/// Stops the supervisor for good (shutdown), answered once the sweep or purge under way
+/// has finished: with no address left, it is not restarted.
 pub struct Stop;
 
 impl Message for Stop {
@@ -120,15 +140,25 @@ impl Message for Stop {
 }
 
 impl Handler<Stop> for RolloverSupervisor {
-    type Result = ();
-    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) -> Self::Result {
         self.stopped = true;
-        ctx.stop();
+        if self.in_flight.is_idle() {
+            ctx.stop();
+        }
+        Box::pin(self.in_flight.idle())
     }
 }
 
 impl Supervised for RolloverSupervisor {
     fn restarting(&mut self, _: &mut Context<Self>) {
+        // Work under way died with the actor: release whoever waits for it.
+        if self.sweeping {
+            self.in_flight.end();
+        }
+        if self.purging {
+            self.in_flight.end();
+        }
         self.sweeping = false;
         self.purging = false;
     }

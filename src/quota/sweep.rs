@@ -10,7 +10,6 @@
 use super::engine::QuotaEngine;
 use super::messages::{EngineError, Rollover};
 use crate::domain::{OrgId, PeriodKey};
-use crate::store::{self, ledger};
 use futures_util::stream::{self, StreamExt};
 
 /// How many orgs a sweep rolls at once (bounds actor starts and store reads in flight).
@@ -39,10 +38,11 @@ impl QuotaEngine {
         let mut updated = 0;
         let mut first_error = None;
         loop {
-            let tree = self.store().ledger.clone();
-            let from = after.clone();
-            let page =
-                store::blocking(move || ledger::states_page(&tree, from.as_ref(), PAGE)).await?;
+            let page = self
+                .backend()
+                .ledger
+                .states_page(after.as_ref(), PAGE)
+                .await?;
             let Some((last, _)) = page.last() else {
                 break;
             };

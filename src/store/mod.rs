@@ -1,53 +1,60 @@
-//! The embedded sled database: one module per tree, values in postcard behind a schema
-//! version byte, the group-commit writer through which every ledger write passes, and
-//! the durability layer that makes a flush survive power loss.
+//! The storage interface: one trait per consistency unit, written once for every
+//! backend. `sled/` implements them on the embedded database (the default), `memory/`
+//! in process memory (unit tests), and the conformance suite (`conformance.rs`) runs the
+//! same checks against each. Nothing outside this module names a backend's types.
 //!
-//! Trees: `orgs` (org records), `org_idem` (org-create idempotency keys), `api_keys` (and
-//! `api_keys_by_org`), `ledger` (everything an org actor owns: state, counters, usage
-//! idempotency entries — one tree so that one batch is crash-atomic), `debug_log`,
-//! `diag`, `webhook_jobs` (Stripe events and their processing state), `stripe_customers`
-//! (customer → org), `stigg_jobs` (Stigg provisioning jobs).
+//! Every method returns a `'static` future, so a backend may run the work wherever it
+//! must (sled: its commit thread or the blocking pool; a network store: a connection)
+//! and no caller ever blocks a thread on it. Writes that must survive a crash are
+//! durable when their future resolves.
 
-pub mod api_keys;
-pub mod codec;
-pub mod customers;
-pub mod debug_log;
-pub mod durability;
+pub mod conformance;
 pub mod faults;
-pub mod idem_filter;
 pub mod jobs;
-pub mod ledger;
-pub mod legacy;
-pub mod orgs;
+pub mod memory;
+pub mod sled;
 pub mod stigg_jobs;
+pub mod types;
 pub mod webhook_jobs;
-pub mod writer;
 
-use durability::Durability;
-use faults::Faults;
-use std::path::Path;
+use crate::domain::{KeyId, Metric, OrgId, PeriodKey};
+use futures_util::future::BoxFuture;
+use jobs::{Inserted, Job, JobState};
+use std::collections::HashMap;
 use std::sync::Arc;
+pub use types::*;
 
+/// Why a store operation failed. Every variant keeps its cause.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    #[error("store: sled failed")]
-    Sled(#[source] Arc<sled::Error>),
+    #[error("store: the embedded database failed")]
+    Sled(#[source] Arc<::sled::Error>),
     #[error("store: syncing the data files to disk failed")]
     Sync(#[source] Arc<std::io::Error>),
     #[error("store: corrupt value in {tree}: {problem}")]
     Corrupt { tree: &'static str, problem: String },
     #[error("store: the commit writer has stopped")]
     WriterGone,
-    /// An earlier write of the same org failed; later ones queued behind it are refused
-    /// so that none is persisted on top of a write that was not.
-    #[error("store: refused because an earlier write of this org failed")]
-    Fenced,
     #[error("store: a background task failed")]
     Task(#[source] Arc<tokio::task::JoinError>),
+    /// The store could not be reached or did not answer in time (a network store).
+    #[error("store: unavailable: {0}")]
+    Unavailable(String),
 }
 
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
+impl StoreError {
+    /// Whether retrying the same operation later can succeed (the store was busy,
+    /// unreachable or its disk failing), as opposed to a bug or corrupt data.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sled(_) | StoreError::Sync(_) | StoreError::Unavailable(_)
+        )
+    }
+}
+
+impl From<::sled::Error> for StoreError {
+    fn from(e: ::sled::Error) -> Self {
         StoreError::Sled(Arc::new(e))
     }
 }
@@ -60,111 +67,131 @@ impl From<std::io::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Handles to the database and its trees; cheap to clone (all handles are `Arc`s).
+/// A store operation under way.
+pub type StoreFuture<T> = BoxFuture<'static, StoreResult<T>>;
+
+/// Everything the quota engine keeps per org: state, billing mirror, counters per
+/// period, and the idempotency entries of usage records. One org's writes of one call
+/// are atomic; `record` counts each (org, request id) exactly once, however many callers
+/// (or nodes) race with it.
+pub trait LedgerStore: Send + Sync + 'static {
+    /// The org's state, billing mirror and `period`'s counters, as stored — after every
+    /// write submitted before this call.
+    fn load(&self, org: &OrgId, period: PeriodKey) -> StoreFuture<StoredLedger>;
+    /// One period's counters of the org.
+    fn counters(&self, org: &OrgId, period: PeriodKey) -> StoreFuture<HashMap<Metric, u64>>;
+    /// Counts `usage` unless its request id was recorded before; durable on success.
+    fn record(&self, org: &OrgId, usage: UsageRecord) -> StoreFuture<Recorded>;
+    /// Applies `writes` atomically and durably.
+    fn commit(&self, org: &OrgId, writes: Vec<LedgerWrite>) -> StoreFuture<()>;
+    /// Up to `limit` orgs' stored states after `after`, in a stable order (sweeps).
+    fn states_page(
+        &self,
+        after: Option<&OrgId>,
+        limit: usize,
+    ) -> StoreFuture<Vec<(OrgId, OrgState)>>;
+    /// Forgets idempotency entries recorded before `cutoff_ms`.
+    fn purge_requests(&self, cutoff_ms: i64) -> StoreFuture<Purged>;
+    /// Whether looking up a new request id is already cheap (an index rebuilt at
+    /// start has finished); answers stay correct either way.
+    fn requests_ready(&self) -> bool;
+}
+
+/// Orgs and the Stripe customers that belong to them.
+pub trait OrgDirectory: Send + Sync + 'static {
+    /// Creates the org and its initial ledger `state` — atomically with its
+    /// idempotency key, if any, so concurrent creates with one key make one org.
+    fn create(
+        &self,
+        record: OrgRecord,
+        idempotency: Option<(String, CreateReplay)>,
+        state: OrgState,
+    ) -> StoreFuture<CreateOutcome>;
+    fn get(&self, org: &OrgId) -> StoreFuture<Option<OrgRecord>>;
+    /// Remembers that Stripe customer `customer` is `org`'s (durably).
+    fn link_customer(&self, customer: &str, org: &OrgId) -> StoreFuture<()>;
+    fn org_of_customer(&self, customer: &str) -> StoreFuture<Option<OrgId>>;
+}
+
+/// Org API keys (hashes only).
+pub trait KeyStore: Send + Sync + 'static {
+    /// Stores (or replaces) `records`, durably.
+    fn put(&self, records: Vec<ApiKeyRecord>) -> StoreFuture<()>;
+    fn get(&self, key: &KeyId) -> StoreFuture<Option<ApiKeyRecord>>;
+    fn all(&self) -> StoreFuture<Vec<ApiKeyRecord>>;
+    fn of_org(&self, org: &OrgId) -> StoreFuture<Vec<ApiKeyRecord>>;
+    /// Keys written since `cursor` (by this process or another sharing the store) and
+    /// the cursor to ask with next; `cursor` 0 asks for the current cursor only. A
+    /// store written by one process alone may answer no changes.
+    fn changes_since(&self, cursor: u64) -> StoreFuture<(u64, Vec<ApiKeyRecord>)>;
+}
+
+/// A durable job queue (Stripe webhook events, Stigg provisioning jobs).
+pub trait JobQueue<P>: Send + Sync + 'static {
+    /// A number larger than any handed out before (arrival order of new jobs).
+    fn next_seq(&self) -> StoreFuture<u64>;
+    /// Stores `job` unless one with its id exists (then answers that one); durable.
+    fn insert_new(&self, job: Job<P>) -> StoreFuture<Inserted<P>>;
+    fn get(&self, id: &str) -> StoreFuture<Option<Job<P>>>;
+    /// Replaces `expected` by `new` if the stored job is still `expected`; durable.
+    fn replace(&self, expected: Job<P>, new: Job<P>) -> StoreFuture<bool>;
+    /// Claims up to `limit` queued jobs due at `now_ms`, earliest first: no other claim
+    /// takes one for `lease_ms` or until it is replaced, so two pollers (or nodes) do
+    /// not work on one job at once — and if its worker dies, it is claimable again when
+    /// the lease runs out. (A store only one process opens may keep leases in memory: a
+    /// restart then finds every unfinished job claimable at once.)
+    fn claim_due(&self, now_ms: i64, limit: usize, lease_ms: i64) -> StoreFuture<Vec<Job<P>>>;
+    /// Jobs in `state` in arrival order after `after_seq`.
+    fn list(
+        &self,
+        state: JobState,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> StoreFuture<Vec<Job<P>>>;
+    fn oldest(&self, state: JobState) -> StoreFuture<Option<Job<P>>>;
+    fn count(&self, state: JobState) -> StoreFuture<u64>;
+    /// Removes jobs in `state` finished before `cutoff_ms`; returns how many.
+    fn purge_finished_before(&self, state: JobState, cutoff_ms: i64) -> StoreFuture<u64>;
+}
+
+/// The DebugLog: recent requests, bounded.
+pub trait DebugLogStore: Send + Sync + 'static {
+    /// Appends `entries`, then drops the oldest beyond the capacity.
+    fn append(&self, entries: Vec<DebugEntry>) -> StoreFuture<()>;
+    /// Newest first, optionally of one correlation id, at most `limit`.
+    fn recent(&self, correlation_id: Option<String>, limit: usize) -> StoreFuture<Vec<DebugEntry>>;
+}
+
+/// The store as a whole: what it is, whether it works, and its lifecycle.
+pub trait StoreHealth: Send + Sync + 'static {
+    /// `sled`, `memory`, `redis`.
+    fn backend(&self) -> &'static str;
+    /// A real write, read back and made durable (smoke diagnostics).
+    fn round_trip(&self) -> StoreFuture<()>;
+    /// Bytes on disk, where that means something.
+    fn size_on_disk(&self) -> StoreFuture<Option<u64>>;
+    /// Makes every write so far durable.
+    fn flush(&self) -> StoreFuture<()>;
+    /// Commits what is queued, makes it durable and stops background work (shutdown).
+    /// Blocking; called once, after everything else has stopped.
+    fn close(&self);
+}
+
+/// One backend's implementations of every trait.
 #[derive(Clone)]
-pub struct Store {
-    pub db: sled::Db,
-    pub orgs: sled::Tree,
-    pub org_idem: sled::Tree,
-    pub api_keys: sled::Tree,
-    pub api_keys_by_org: sled::Tree,
-    pub ledger: sled::Tree,
-    pub debug_log: sled::Tree,
-    pub diag: sled::Tree,
-    pub webhook_jobs: sled::Tree,
-    pub stripe_customers: sled::Tree,
-    pub stigg_jobs: sled::Tree,
-    /// The one instance of each queue (they count their jobs in memory).
-    pub webhook_queue: Arc<webhook_jobs::WebhookQueue>,
-    pub stigg_queue: Arc<stigg_jobs::StiggQueue>,
-    pub durability: Arc<Durability>,
-    pub faults: Arc<Faults>,
+pub struct Backend {
+    pub ledger: Arc<dyn LedgerStore>,
+    pub orgs: Arc<dyn OrgDirectory>,
+    pub keys: Arc<dyn KeyStore>,
+    pub webhooks: Arc<dyn JobQueue<webhook_jobs::WebhookPayload>>,
+    pub stigg: Arc<dyn JobQueue<stigg_jobs::StiggPayload>>,
+    pub debug_log: Arc<dyn DebugLogStore>,
+    pub health: Arc<dyn StoreHealth>,
+    /// Fault injection (tests only; inert unless armed).
+    pub faults: Arc<faults::Faults>,
 }
 
-/// How the store is opened.
-pub struct OpenOptions {
-    pub cache_capacity_bytes: u64,
-    /// `fdatasync` after every flush (false only for benchmarks).
-    pub fdatasync: bool,
-}
-
-impl Store {
-    pub fn open(path: &Path, options: OpenOptions) -> StoreResult<Self> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(options.cache_capacity_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
-        let faults = Arc::new(Faults::default());
-        let durability = Arc::new(Durability::open(path, options.fdatasync, faults.clone())?);
-        let webhook_jobs = db.open_tree(webhook_jobs::TREE)?;
-        let stigg_jobs = db.open_tree(stigg_jobs::TREE)?;
-        legacy::migrate(&db, &webhook_jobs, &stigg_jobs)?;
-        Ok(Self {
-            webhook_queue: Arc::new(jobs::JobTree::open(
-                webhook_jobs.clone(),
-                webhook_jobs::TREE,
-                webhook_jobs::VERSION,
-            )?),
-            stigg_queue: Arc::new(jobs::JobTree::open(
-                stigg_jobs.clone(),
-                stigg_jobs::TREE,
-                stigg_jobs::VERSION,
-            )?),
-            webhook_jobs,
-            stigg_jobs,
-            orgs: db.open_tree("orgs")?,
-            org_idem: db.open_tree("org_idem")?,
-            api_keys: db.open_tree("api_keys")?,
-            api_keys_by_org: db.open_tree("api_keys_by_org")?,
-            ledger: db.open_tree("ledger")?,
-            debug_log: db.open_tree("debug_log")?,
-            diag: db.open_tree("diag")?,
-            stripe_customers: db.open_tree("stripe_customers")?,
-            durability,
-            faults,
-            db,
-        })
-    }
-
-    /// Makes every write so far durable (sled's flush, then the data files' sync)
-    /// without blocking the calling thread.
-    pub async fn flush(&self) -> StoreResult<()> {
-        self.db.flush_async().await?;
-        let durability = self.durability.clone();
-        blocking(move || {
-            durability.sync()?;
-            durability.mark_caught_up();
-            Ok(())
-        })
-        .await
-    }
-
-    /// Blocking flush and sync (the writer thread, shutdown).
-    pub fn flush_blocking(&self) -> StoreResult<()> {
-        self.db.flush()?;
-        self.durability.sync()?;
-        self.durability.mark_caught_up();
-        Ok(())
-    }
-
-    /// Before anything read from the store is acknowledged: if a flush failed after its
-    /// writes were applied, flush again first (failing while the disk still fails).
-    /// Blocking; a no-op in the normal case.
-    pub fn barrier(&self) -> StoreResult<()> {
-        if self.durability.is_behind() {
-            self.flush_blocking()?;
-        }
-        Ok(())
-    }
-
-    /// Bytes the database occupies on disk.
-    pub fn size_on_disk(&self) -> StoreResult<u64> {
-        Ok(self.db.size_on_disk()?)
-    }
-}
-
-/// Runs blocking store work on the blocking pool so async workers never stall on disk.
+/// Runs blocking work on the blocking pool so async workers never stall on disk.
 pub async fn blocking<T, F>(f: F) -> StoreResult<T>
 where
     F: FnOnce() -> StoreResult<T> + Send + 'static,
@@ -173,15 +200,4 @@ where
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StoreError::Task(Arc::new(e)))?
-}
-
-/// A sled transaction's result with the abort reason or storage error as a `StoreError`.
-pub fn transaction_result<T>(
-    r: Result<T, sled::transaction::TransactionError<StoreError>>,
-) -> StoreResult<T> {
-    match r {
-        Ok(v) => Ok(v),
-        Err(sled::transaction::TransactionError::Abort(e)) => Err(e),
-        Err(sled::transaction::TransactionError::Storage(e)) => Err(e.into()),
-    }
 }

@@ -2,7 +2,7 @@
 //! id is the org id, so a newer request replaces an older one), and the progress an
 //! attempt made (the customer step is not repeated once done).
 
-use super::jobs::{Job, JobTree};
+use super::jobs::Job;
 use serde::{Deserialize, Serialize};
 
 /// Schema version of a stored Stigg job.
@@ -46,4 +46,3 @@ pub struct StiggPayload {
 }
 
 pub type StiggJob = Job<StiggPayload>;
-pub type StiggQueue = JobTree<StiggPayload>;

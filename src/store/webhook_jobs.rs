@@ -1,7 +1,7 @@
 //! The Stripe webhook queue's job payload: the event exactly as Stripe signed it (or as
 //! its events API returned it), keyed by the event id so a redelivery is stored once.
 
-use super::jobs::{Job, JobTree};
+use super::jobs::Job;
 use serde::{Deserialize, Serialize};
 
 /// Schema version of a stored webhook job.
@@ -16,4 +16,3 @@ pub struct WebhookPayload {
 }
 
 pub type WebhookJob = Job<WebhookPayload>;
-pub type WebhookQueue = JobTree<WebhookPayload>;

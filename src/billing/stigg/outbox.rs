@@ -7,12 +7,15 @@ use crate::billing::queue_supervisor::Drain;
 use crate::errors::chain;
 use crate::store::jobs::{FailureKind, JobState};
 use crate::store::stigg_jobs::StiggJob;
-use crate::store::{self, StoreError};
+use crate::store::StoreError;
 use futures_util::future::{BoxFuture, FutureExt};
 use std::sync::Arc;
 
 /// Jobs looked at per pass.
 const BATCH: usize = 64;
+/// How long a claimed job is kept from other pollers (several tries with their
+/// timeouts fit well inside it).
+const LEASE_MS: i64 = 120_000;
 
 impl Provisioning {
     /// One attempt at the org's queued job (if due, or `force`); returns the job as
@@ -95,11 +98,9 @@ impl Provisioning {
     }
 
     async fn refresh_gauges(&self) -> Result<(), StoreError> {
-        let queue = self.queue.clone();
-        let oldest = store::blocking(move || queue.oldest(JobState::Queued)).await?;
-        self.metrics
-            .stigg_outbox_depth
-            .set(self.queue.count(JobState::Queued) as i64);
+        let oldest = self.queue.oldest(JobState::Queued).await?;
+        let depth = self.queue.count(JobState::Queued).await?;
+        self.metrics.stigg_outbox_depth.set(depth as i64);
         let age = oldest.map_or(0, |j| ((self.now_ms() - j.created_ms) / 1000).max(0));
         self.metrics.stigg_outbox_oldest_age.set(age);
         Ok(())
@@ -109,9 +110,8 @@ impl Provisioning {
 impl Drain for Provisioning {
     fn drain_once(self: Arc<Self>) -> BoxFuture<'static, bool> {
         async move {
-            let queue = self.queue.clone();
-            let now = self.now_ms();
-            let due = match store::blocking(move || queue.due(now, BATCH)).await {
+            let claimed = self.queue.claim_due(self.now_ms(), BATCH, LEASE_MS).await;
+            let due = match claimed {
                 Ok(jobs) => jobs,
                 Err(e) => {
                     tracing::error!(error = %chain(&e), "reading the Stigg outbox failed");
@@ -122,8 +122,9 @@ impl Drain for Provisioning {
             for job in due {
                 let this = self.clone();
                 let org = job.id.clone();
-                // Its own task: a panic is contained (the job stays queued).
-                let ran = actix_rt::spawn(async move { this.run(&org, false).await }).await;
+                // Its own task: a panic is contained (the job stays queued, due again
+                // when its lease runs out). The claim moved its due time on: forced.
+                let ran = actix_rt::spawn(async move { this.run(&org, true).await }).await;
                 match ran {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => {

@@ -14,8 +14,8 @@ use crate::errors::chain;
 use crate::metrics::Metrics;
 use crate::quota::{EngineError, QuotaEngine};
 use crate::store::jobs::{Inserted, Job, JobState, RetryPolicy};
-use crate::store::stigg_jobs::{StiggJob, StiggPayload, StiggQueue, Strategy};
-use crate::store::{self, orgs, StoreError};
+use crate::store::stigg_jobs::{StiggJob, StiggPayload, Strategy};
+use crate::store::{JobQueue, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,7 +53,7 @@ pub struct ProvisionRequest {
 pub struct Provisioning {
     pub(super) client: Option<StiggClient>,
     pub(super) engine: Arc<QuotaEngine>,
-    pub(super) queue: Arc<StiggQueue>,
+    pub(super) queue: Arc<dyn JobQueue<StiggPayload>>,
     pub(super) metrics: Metrics,
     pub(super) settings: StiggSettings,
     pub(super) policy: RetryPolicy,
@@ -77,7 +77,7 @@ impl Provisioning {
             outage_retry_max: Duration::from_millis(settings.outage_retry_max_ms),
         };
         Self {
-            queue: engine.store().stigg_queue.clone(),
+            queue: engine.backend().stigg.clone(),
             client,
             engine,
             metrics,
@@ -101,8 +101,7 @@ impl Provisioning {
     }
 
     pub(super) async fn load(&self, org: &str) -> Result<Option<StiggJob>, StoreError> {
-        let (queue, org) = (self.queue.clone(), org.to_owned());
-        store::blocking(move || queue.get(&org)).await
+        self.queue.get(org).await
     }
 
     /// Stores `job` in place of `expected` (`None`: no job stored yet), durably; `false`
@@ -112,18 +111,14 @@ impl Provisioning {
         expected: Option<StiggJob>,
         job: StiggJob,
     ) -> Result<bool, StoreError> {
-        let queue = self.queue.clone();
-        let saved = store::blocking(move || match expected {
-            Some(old) => queue.replace(&old, &job),
-            None => Ok(matches!(queue.insert_new(&job)?, Inserted::New)),
-        })
-        .await?;
-        self.engine.store().flush().await?;
-        Ok(saved)
+        match expected {
+            Some(old) => self.queue.replace(old, job).await,
+            None => Ok(matches!(self.queue.insert_new(job).await?, Inserted::New)),
+        }
     }
 
     /// The job for `payload` replacing `previous` (or new), due at `due_ms`.
-    fn next_job(
+    async fn next_job(
         &self,
         previous: Option<&StiggJob>,
         payload: StiggPayload,
@@ -134,7 +129,7 @@ impl Provisioning {
             Some(p) => p.requeued(payload, now),
             None => Job::queued(
                 payload.org.clone(),
-                self.engine.store().db.generate_id()?,
+                self.queue.next_seq().await?,
                 payload,
                 now,
             ),
@@ -157,12 +152,16 @@ impl Provisioning {
                 field: "planCode",
                 problem: format!("is not a known plan ({:?})", req.plan_code),
             })?;
-        let org_record = {
-            let store = self.engine.store().clone();
-            let org = req.org.clone();
-            store::blocking(move || orgs::get(&store.orgs, &org)).await?
-        }
-        .ok_or_else(|| ProvisionError::NotFound(format!("org {} not found", req.org)))?;
+        let org_record = match self.engine.org(&req.org).await {
+            Ok(record) => record,
+            Err(EngineError::OrgNotFound) => {
+                return Err(ProvisionError::NotFound(format!(
+                    "org {} not found",
+                    req.org
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mirror = self.engine.billing(&req.org).await?;
         if mirror.customer_id.as_deref() != Some(req.stripe_customer_id.as_str()) {
             return Err(ProvisionError::NotFound(format!(
@@ -205,7 +204,7 @@ impl Provisioning {
             // The caller's own tries come first; the supervisor takes over after them
             // (or after a crash during them).
             let due = now + self.request_window_ms();
-            let job = self.next_job(previous.as_ref(), payload, now, due)?;
+            let job = self.next_job(previous.as_ref(), payload, now, due).await?;
             if self.save(previous, job).await? {
                 break version;
             }
@@ -280,7 +279,7 @@ impl Provisioning {
                 updated_ms: now,
                 ..previous.payload.clone()
             };
-            let job = self.next_job(Some(&previous), payload, now, now)?;
+            let job = self.next_job(Some(&previous), payload, now, now).await?;
             if self.save(Some(previous), job).await? {
                 tracing::info!(%org, %plan, strategy = strategy.as_graphql(), "Stigg re-provisioning queued");
                 self.waker.wake();

@@ -1,8 +1,10 @@
 //! The messages an org actor answers. Every request that reads or changes the org's
 //! counters first brings the org into the clock's period (a live actor may still be in
-//! the previous one for a moment after a boundary), so nothing is decided from stale
-//! counters; a period after the clock's is refused.
+//! the previous one for a moment after a boundary) and applies a plan change that came
+//! due, so nothing is decided from stale state; a period after the clock's is refused.
+//! Handlers that may move the org between periods are atomic.
 
+use super::roll::Reply;
 use super::OrgActor;
 use crate::domain::{BillingRecord, Metric, PeriodKey};
 use crate::quota::messages::*;
@@ -20,31 +22,38 @@ macro_rules! refuse_if_retired {
     };
 }
 
-type Reply<T> = ResponseActFuture<OrgActor, Result<T, EngineError>>;
+/// As `refuse_if_retired`, for atomic handlers.
+macro_rules! atomic_refuse_if_retired {
+    ($self:ident) => {
+        if $self.retired {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(EngineError::Retired))));
+        }
+        $self.touched = true;
+        $self.served = true;
+    };
+}
 
 impl OrgActor {
-    /// Rolls forward to the clock's period if this actor is still in an older one, and
-    /// applies a scheduled plan change that came due.
+    /// Applies a plan change that came due, and rolls forward to the clock's period if
+    /// this actor is still in an older one.
     fn catch_up(&mut self, ctx: &mut Context<Self>) -> Reply<bool> {
-        if let Some(op) = self.follow_plan() {
-            // The view is already republished; a failed write retires the actor.
-            drop(self.submit(ctx, vec![op]));
+        if let Some(write) = self.follow_plan() {
+            // The view already shows the plan; a failed write retires the actor.
+            drop(self.commit(ctx, vec![write]));
         }
         let current = self.shared.current_period();
         if current > self.state.period {
-            self.roll_to(current, false, false)
+            self.roll_to(current, false, false, ctx)
         } else {
             Box::pin(fut::ready(Ok(false)))
         }
     }
 
     fn entitlements_view(&self) -> EntitlementsView {
-        let used: BTreeMap<Metric, u64> = self
-            .plan
-            .included
-            .keys()
-            .chain(self.current.keys())
-            .map(|m| (m.clone(), self.current.get(m).copied().unwrap_or(0)))
+        let counters = self.counters();
+        let used: BTreeMap<Metric, u64> = counters
+            .into_iter()
+            .filter(|(m, used)| *used > 0 || self.plan.included.contains_key(m))
             .collect();
         EntitlementsView {
             plan: self.plan.clone(),
@@ -69,31 +78,27 @@ impl Handler<Record> for OrgActor {
     }
 }
 
-impl Handler<CommitFailed> for OrgActor {
+impl Handler<RetireAfterFailure> for OrgActor {
     type Result = ();
 
-    fn handle(&mut self, msg: CommitFailed, ctx: &mut Context<Self>) {
-        if !self.retired {
-            tracing::error!(org = %self.org, error = %crate::errors::chain(&msg.0), "write failed; restarting org actor from the store");
+    fn handle(&mut self, msg: RetireAfterFailure, ctx: &mut Context<Self>) {
+        if msg.generation == self.generation && !self.retired {
             self.retire(ctx);
         }
     }
 }
 
 impl Handler<Seed> for OrgActor {
-    type Result = Reply<SeedReply>;
+    type Result = AtomicResponse<Self, Result<SeedReply, EngineError>>;
 
     fn handle(&mut self, msg: Seed, ctx: &mut Context<Self>) -> Self::Result {
-        if self.retired {
-            return Box::pin(fut::ready(Err(EngineError::Retired)));
-        }
-        self.touched = true;
-        self.served = true;
+        atomic_refuse_if_retired!(self);
         let current = self.shared.current_period();
         if msg.period > current {
-            return Box::pin(fut::ready(Err(after_current(msg.period, current))));
+            let refused = Err(after_current(msg.period, current));
+            return AtomicResponse::new(Box::pin(fut::ready(refused)));
         }
-        Box::pin(self.catch_up(ctx).map(move |res, act, _| {
+        AtomicResponse::new(Box::pin(self.catch_up(ctx).map(move |res, act, _| {
             res?;
             if msg.period < act.state.period {
                 return Err(EngineError::Conflict(format!(
@@ -101,53 +106,46 @@ impl Handler<Seed> for OrgActor {
                     msg.period, act.state.period
                 )));
             }
-            let used = act.current.get(&Metric::api_call()).copied().unwrap_or(0);
+            let index = act.shared.catalogue.metric_index(&Metric::api_call());
+            let used = index.map_or(0, |i| act.view.used(i));
             Ok(SeedReply {
                 used,
                 remaining: act.plan.included(&Metric::api_call()).saturating_sub(used),
                 period: act.state.period,
             })
-        }))
+        })))
     }
 }
 
 impl Handler<Rollover> for OrgActor {
-    type Result = Reply<bool>;
+    type Result = AtomicResponse<Self, Result<bool, EngineError>>;
 
-    fn handle(&mut self, msg: Rollover, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Rollover, ctx: &mut Context<Self>) -> Self::Result {
         if self.retired {
-            return Box::pin(fut::ready(Err(EngineError::Retired)));
+            return AtomicResponse::new(Box::pin(fut::ready(Err(EngineError::Retired))));
         }
-        self.roll_to(msg.period, msg.force, msg.release)
+        AtomicResponse::new(self.roll_to(msg.period, msg.force, msg.release, ctx))
     }
 }
 
 impl Handler<CatchUp> for OrgActor {
-    type Result = Reply<()>;
+    type Result = AtomicResponse<Self, Result<(), EngineError>>;
 
     fn handle(&mut self, _: CatchUp, ctx: &mut Context<Self>) -> Self::Result {
-        if self.retired {
-            return Box::pin(fut::ready(Err(EngineError::Retired)));
-        }
-        self.touched = true;
-        self.served = true;
-        Box::pin(self.catch_up(ctx).map(|res, _, _| res.map(drop)))
+        atomic_refuse_if_retired!(self);
+        AtomicResponse::new(Box::pin(self.catch_up(ctx).map(|res, _, _| res.map(drop))))
     }
 }
 
 impl Handler<Entitlements> for OrgActor {
-    type Result = Reply<EntitlementsView>;
+    type Result = AtomicResponse<Self, Result<EntitlementsView, EngineError>>;
 
     fn handle(&mut self, _: Entitlements, ctx: &mut Context<Self>) -> Self::Result {
-        if self.retired {
-            return Box::pin(fut::ready(Err(EngineError::Retired)));
-        }
-        self.touched = true;
-        self.served = true;
-        Box::pin(
+        atomic_refuse_if_retired!(self);
+        AtomicResponse::new(Box::pin(
             self.catch_up(ctx)
                 .map(|res, act, _| res.map(|_| act.entitlements_view())),
-        )
+        ))
     }
 }
 

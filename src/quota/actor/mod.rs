@@ -1,14 +1,14 @@
-//! `OrgActor`: the single owner of one org's counters and recent idempotency entries.
+//! `OrgActor`: the single owner of one org's state — plan in force, period, billing
+//! mirror — and of its counters in memory (the [`OrgView`] checks read without a
+//! message), with the org's recent record answers.
 //!
-//! Because exactly one actor writes an org's state, no lock guards a counter; the actor
-//! mirrors its current counters into an [`OrgView`] that checks read without a message.
-//! A record is looked up, counted and submitted to the group-commit writer in one
-//! handler call (`record.rs`); the caller then awaits durability on its own thread.
-//! Duplicates of a record still in flight share its durability future and receive the
-//! identical body. Period moves live in `roll.rs`, message handlers in `handlers.rs`.
-//!
-//! Every write the actor submits is behind its fence: once one fails, the writer refuses
-//! the rest and the actor retires, so the next request starts from what is stored.
+//! A record goes from the actor to the store, which counts it exactly once and makes it
+//! durable (`record.rs`); the caller awaits that on its own thread, and duplicates still
+//! in flight share the same answer. Period moves live in `roll.rs`, message handlers in
+//! `handlers.rs`. The actor never touches the disk: every read and write is a future of
+//! the storage interface, and the handlers that move the org between periods run
+//! atomically (no other message is handled until they finish), so the org's state is
+//! never seen half-moved.
 
 mod handlers;
 mod record;
@@ -18,9 +18,7 @@ use super::messages::*;
 use super::registry::Shared;
 use super::view::OrgView;
 use crate::domain::{BillingRecord, Metric, OrgId, PeriodKey, Plan, RequestId};
-use crate::store::ledger::{self, OrgState};
-use crate::store::writer::{new_fence, Fence};
-use crate::store::StoreError;
+use crate::store::{LedgerWrite, OrgState};
 use actix::prelude::*;
 use futures_util::future::{self as future_util, FutureExt};
 use std::collections::{HashMap, VecDeque};
@@ -34,22 +32,22 @@ pub struct Snapshot {
     pub state_dirty: bool,
     /// The stored period, when loading rolled the org forward from it.
     pub rolled_from: Option<PeriodKey>,
+    /// The counters of `state.period`.
     pub counters: HashMap<Metric, u64>,
     pub billing: BillingRecord,
 }
 
-/// A request id this actor has answered (or is answering).
+/// A request id this actor has sent to the store (or is sending).
 struct Known {
     fingerprint: [u8; 16],
-    body: Arc<[u8]>,
-    durable: Durable,
+    answer: Answer,
 }
 
 impl Known {
     /// Polls the shared future once, so the answer does not depend on whether the
     /// original caller is still awaiting it.
     fn in_flight(&self) -> bool {
-        self.durable.clone().now_or_never().is_none()
+        self.answer.clone().now_or_never().is_none()
     }
 }
 
@@ -63,20 +61,18 @@ pub struct OrgActor {
     /// A roll done by loading, not yet reported to a rollover sweep, and its write.
     rolled_from: Option<(PeriodKey, Durable)>,
     billing: BillingRecord,
-    current: HashMap<Metric, u64>,
     view: Arc<OrgView>,
-    fence: Fence,
-    /// Counters of periods other than the current one, loaded on demand. Memory is
-    /// authoritative for every counter it holds (its last write may still be in flight).
-    other: HashMap<(PeriodKey, Metric), u64>,
     recent: HashMap<RequestId, Known>,
     recent_order: VecDeque<RequestId>,
-    /// Rollover loads and commits not yet finished.
+    /// Commits not yet finished.
     in_flight: usize,
     touched: bool,
     /// A request other than a rollover sweep's reached this actor.
     served: bool,
     idle_ticks: u32,
+    /// A sweep started this actor only to roll it: it retires once its writes are done,
+    /// unless anything else came to it.
+    release_requested: bool,
     retired: bool,
 }
 
@@ -102,37 +98,36 @@ impl OrgActor {
             state_dirty: snapshot.state_dirty,
             rolled_from: snapshot.rolled_from.map(|p| (p, ready_durable())),
             billing: snapshot.billing,
-            current: snapshot.counters,
             view,
-            fence: new_fence(),
-            other: HashMap::new(),
             recent: HashMap::new(),
             recent_order: VecDeque::new(),
             in_flight: 0,
             touched: true,
             served: false,
             idle_ticks: 0,
+            release_requested: false,
             retired: false,
             shared,
         }
-    }
-
-    fn publish_all(&self) {
-        self.view.publish_all(
-            &self.shared.catalogue,
-            self.state.period,
-            &self.plan,
-            &self.current,
-        );
     }
 
     fn now_unix(&self) -> i64 {
         self.shared.clock.now().timestamp()
     }
 
+    /// The org's counters of the current period, as the view holds them.
+    fn counters(&self) -> HashMap<Metric, u64> {
+        let metrics = self.shared.catalogue.metrics();
+        metrics
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.clone(), self.view.used(i)))
+            .collect()
+    }
+
     /// Re-derives the plan in force from the billing mirror; returns the state write if
-    /// it changed (the view is republished at once).
-    fn follow_plan(&mut self) -> Option<ledger::LedgerOp> {
+    /// it changed (the view shows the new plan at once).
+    fn follow_plan(&mut self) -> Option<LedgerWrite> {
         let now = self.now_unix();
         self.view
             .publish_next_change(self.billing.next_change_unix(now));
@@ -143,21 +138,21 @@ impl OrgActor {
         tracing::info!(org = %self.org, from = %self.state.plan, to = %plan, "plan in force changed");
         self.state.plan = plan;
         self.plan = self.shared.catalogue.get_or_free(&self.state.plan);
-        self.publish_all();
+        self.view.publish_plan(&self.shared.catalogue, &self.plan);
         self.state_dirty = false;
-        Some(ledger::put_state(&self.org, &self.state))
+        Some(LedgerWrite::State(self.state.clone()))
     }
 
     fn apply_billing(&mut self, record: BillingRecord, ctx: &mut Context<Self>) -> BillingApplied {
         self.billing = record;
-        let mut ops = vec![ledger::put_billing(&self.org, &self.billing)];
-        ops.extend(self.follow_plan());
+        let mut writes = vec![LedgerWrite::Billing(Box::new(self.billing.clone()))];
+        writes.extend(self.follow_plan());
         if self.state_dirty {
-            ops.extend(self.state_op());
+            writes.push(self.state_write());
         }
         BillingApplied {
             plan: self.state.plan.clone(),
-            durable: self.submit(ctx, ops),
+            durable: self.commit(ctx, writes),
         }
     }
 
@@ -175,27 +170,47 @@ impl OrgActor {
         ctx.stop();
     }
 
-    fn state_op(&mut self) -> Vec<ledger::LedgerOp> {
+    fn state_write(&mut self) -> LedgerWrite {
         self.state_dirty = false;
-        vec![ledger::put_state(&self.org, &self.state)]
+        LedgerWrite::State(self.state.clone())
     }
 
-    /// Submits `ops` behind this actor's fence; a failure stops the actor (its memory is
-    /// ahead of the store).
-    fn submit(&mut self, ctx: &mut Context<Self>, ops: Vec<ledger::LedgerOp>) -> Durable {
-        let addr = ctx.address();
-        let rx = self.shared.commit.submit_fenced(
-            ops,
-            &self.fence,
-            Box::new(move |e: &StoreError| addr.do_send(CommitFailed(e.clone()))),
-        );
-        async move {
-            rx.await
-                .map_err(|_| EngineError::Store(StoreError::WriterGone))?
-                .map_err(EngineError::Store)
+    /// Commits `writes`; a failure retires the actor (its memory is ahead of the store).
+    fn commit(&mut self, ctx: &mut Context<Self>, writes: Vec<LedgerWrite>) -> Durable {
+        let pending = self.shared.backend.ledger.commit(&self.org, writes);
+        let durable: Durable = async move { pending.await.map_err(EngineError::from) }
+            .boxed()
+            .shared();
+        self.in_flight += 1;
+        ctx.spawn(durable.clone().into_actor(self).map(|res, act, ctx| {
+            act.in_flight -= 1;
+            match res {
+                Err(e) => act.retire_after_failure(&e, ctx),
+                Ok(()) => act.release_if_unused(ctx),
+            }
+        }));
+        durable
+    }
+
+    /// Retires an actor a sweep asked to release once nothing it wrote is in flight —
+    /// unless a request other than the sweep's reached it (then it lives on as usual).
+    fn release_if_unused(&mut self, ctx: &mut Context<Self>) {
+        if !self.release_requested || self.retired || self.has_in_flight_work() {
+            return;
         }
-        .boxed()
-        .shared()
+        self.release_requested = false;
+        if !self.served && !self.view.take_touched() {
+            self.retire(ctx);
+        }
+    }
+
+    /// A write failed: memory may disagree with the store (ahead of it, or behind what
+    /// a failed flush still applied), so the next request starts afresh from the store.
+    fn retire_after_failure(&mut self, e: &EngineError, ctx: &mut Context<Self>) {
+        if !self.retired {
+            tracing::error!(org = %self.org, error = %crate::errors::chain(e), "write failed; restarting org actor from the store");
+            self.retire(ctx);
+        }
     }
 }
 
@@ -207,10 +222,9 @@ impl Actor for OrgActor {
         self.shared.metrics.actors_live.inc();
         self.shared.metrics.actor_starts.inc();
         if self.state_dirty {
-            let ops = self.state_op();
-            // A failure reaches the actor through the fence's hook; a rollover sweep
-            // counting the roll done by loading waits for this write.
-            let durable = self.submit(ctx, ops);
+            let write = self.state_write();
+            // A rollover sweep counting the roll done by loading waits for this write.
+            let durable = self.commit(ctx, vec![write]);
             if let Some((_, pending)) = self.rolled_from.as_mut() {
                 *pending = durable;
             }
@@ -220,9 +234,9 @@ impl Actor for OrgActor {
             tick.max(std::time::Duration::from_millis(10)),
             |act, ctx| {
                 if act.billing.subscription.is_some() && !act.retired {
-                    if let Some(op) = act.follow_plan() {
+                    if let Some(write) = act.follow_plan() {
                         // A scheduled change came due; a failed write retires the actor.
-                        drop(act.submit(ctx, vec![op]));
+                        drop(act.commit(ctx, vec![write]));
                     }
                 }
                 let read = act.view.take_touched();

@@ -1,0 +1,59 @@
+//! Orderly stops for the supervisors: each counts the work it has in flight, and a
+//! shutdown asks every supervisor to stop at once (one broadcast) and then waits until
+//! each has finished what it had started (the completion wait) — so the actor arbiters
+//! and the store stop only after nothing is left writing to them.
+
+use tokio::sync::oneshot;
+
+/// The work one supervisor has in flight, and who waits for it to end.
+#[derive(Default)]
+pub struct InFlight {
+    count: usize,
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl InFlight {
+    pub fn begin(&mut self) {
+        self.count += 1;
+    }
+
+    /// One piece of work ended; `true` if none is left.
+    pub fn end(&mut self) -> bool {
+        self.count = self.count.saturating_sub(1);
+        if self.count == 0 {
+            for w in self.waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+        self.count == 0
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Resolves once nothing is in flight (at once if nothing is now). A supervisor
+    /// that dies meanwhile drops the sender, which resolves the wait too.
+    pub fn idle(&mut self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        if self.count == 0 {
+            let _ = tx.send(());
+        } else {
+            self.waiters.push(tx);
+        }
+        async move {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Waits for every stop in `stops` (already sent: the broadcast), at most `limit`;
+/// returns whether all finished in time.
+pub async fn wait_all(
+    stops: Vec<futures_util::future::BoxFuture<'static, ()>>,
+    limit: std::time::Duration,
+) -> bool {
+    tokio::time::timeout(limit, futures_util::future::join_all(stops))
+        .await
+        .is_ok()
+}

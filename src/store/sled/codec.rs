@@ -1,0 +1,52 @@
+//! Versioned binary values: one schema-version byte, then postcard. A value written by a
+//! newer schema is reported as corrupt instead of being misread.
+
+use crate::store::StoreError;
+use serde::{de::DeserializeOwned, Serialize};
+
+pub fn encode<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
+    let out = vec![version];
+    // postcard only fails on writer errors, which a Vec never returns; map defensively.
+    match postcard::to_extend(value, out) {
+        Ok(v) => v,
+        Err(_) => vec![version],
+    }
+}
+
+pub fn decode<T: DeserializeOwned>(
+    tree: &'static str,
+    version: u8,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    match bytes.split_first() {
+        Some((v, rest)) if *v == version => {
+            postcard::from_bytes(rest).map_err(|e| StoreError::Corrupt {
+                tree,
+                problem: e.to_string(),
+            })
+        }
+        Some((v, _)) => Err(StoreError::Corrupt {
+            tree,
+            problem: format!("schema version {v}, expected {version}"),
+        }),
+        None => Err(StoreError::Corrupt {
+            tree,
+            problem: "empty value".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_other_versions() {
+        let bytes = encode(1, &(7u64, "x".to_string()));
+        assert_eq!(bytes[0], 1);
+        let back: (u64, String) = decode("t", 1, &bytes).unwrap();
+        assert_eq!(back, (7, "x".into()));
+        assert!(decode::<(u64, String)>("t", 2, &bytes).is_err());
+        assert!(decode::<u64>("t", 1, &[]).is_err());
+    }
+}

@@ -1,0 +1,248 @@
+//! The `ledger` tree's layout: everything an org actor owns, in one tree so that one
+//! batch of the group-commit writer is crash-atomic (a counter and the idempotency entry
+//! that explains it are never persisted apart).
+//!
+//! Keys (ids never contain NUL, so NUL separates segments):
+//! - `s\0{org}`                           → [`OrgState`] (plan in force, current period)
+//! - `c\0{org}\0{period:be32}{metric}`    → used (u64), the running total of the deltas
+//! - `i\0{org}\0{request_id}`             → [`IdemEntry`] (payload fingerprint + exact body)
+//! - `b\0{org}`                           → [`BillingRecord`] (Stripe customer, subscription,
+//!   pending change), written in the same batch as the plan in force it implies
+//!
+//! There is deliberately no time index for the purge: sled's per-insert CPU cost is what
+//! bounds durable records per second, and an hourly background scan of the entries is
+//! cheaper than one more insert on every record.
+
+use super::codec::{decode, encode};
+use crate::domain::{BillingRecord, Metric, OrgId, PeriodKey};
+use crate::store::{OrgState, Purged, StoreError, StoreResult};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+const TREE: &str = "ledger";
+const STATE_V: u8 = 1;
+const COUNTER_V: u8 = 1;
+const IDEM_V: u8 = 1;
+/// Schema 2 dropped `default_payment_method` (never read); schema 1 still reads.
+const BILLING_V1: u8 = 1;
+const BILLING_V: u8 = 2;
+const IDEM_PREFIX: [u8; 2] = [b'i', 0];
+
+/// What a usage record answered, kept so a retry gets the identical body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdemEntry {
+    pub fingerprint: [u8; 16],
+    pub body: Vec<u8>,
+    pub created_ms: i64,
+}
+
+fn with_org(tag: u8, org: &OrgId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(org.as_str().len() + 40);
+    k.push(tag);
+    k.push(0);
+    k.extend_from_slice(org.as_str().as_bytes());
+    k
+}
+
+pub fn state_key(org: &OrgId) -> Vec<u8> {
+    with_org(b's', org)
+}
+
+fn counter_prefix(org: &OrgId, period: PeriodKey) -> Vec<u8> {
+    let mut k = with_org(b'c', org);
+    k.push(0);
+    k.extend_from_slice(&period.to_be_bytes());
+    k
+}
+
+pub fn counter_key(org: &OrgId, period: PeriodKey, metric: &Metric) -> Vec<u8> {
+    let mut k = counter_prefix(org, period);
+    k.extend_from_slice(metric.as_str().as_bytes());
+    k
+}
+
+pub fn idem_key(org: &OrgId, request: &crate::domain::RequestId) -> Vec<u8> {
+    let mut k = with_org(b'i', org);
+    k.push(0);
+    k.extend_from_slice(request.as_str().as_bytes());
+    k
+}
+
+pub fn billing_key(org: &OrgId) -> Vec<u8> {
+    with_org(b'b', org)
+}
+
+pub fn encode_state(state: &OrgState) -> Vec<u8> {
+    encode(STATE_V, state)
+}
+
+pub fn encode_billing(record: &BillingRecord) -> Vec<u8> {
+    encode(BILLING_V, record)
+}
+
+pub fn encode_counter(used: u64) -> Vec<u8> {
+    encode(COUNTER_V, &used)
+}
+
+pub fn encode_idem(entry: &IdemEntry) -> Vec<u8> {
+    encode(IDEM_V, entry)
+}
+
+pub fn decode_idem(bytes: &[u8]) -> StoreResult<IdemEntry> {
+    decode(TREE, IDEM_V, bytes)
+}
+
+pub fn decode_counter(bytes: &[u8]) -> StoreResult<u64> {
+    decode(TREE, COUNTER_V, bytes)
+}
+
+#[derive(Deserialize)]
+struct BillingV1 {
+    customer_id: Option<String>,
+    email: Option<String>,
+    subscription: Option<crate::domain::SubscriptionRecord>,
+    #[allow(dead_code)]
+    default_payment_method: Option<String>,
+}
+
+fn decode_billing(bytes: &[u8]) -> StoreResult<BillingRecord> {
+    if bytes.first() == Some(&BILLING_V1) {
+        let v1: BillingV1 = decode(TREE, BILLING_V1, bytes)?;
+        return Ok(BillingRecord {
+            customer_id: v1.customer_id,
+            email: v1.email,
+            subscription: v1.subscription,
+        });
+    }
+    decode(TREE, BILLING_V, bytes)
+}
+
+pub fn get_billing(tree: &sled::Tree, org: &OrgId) -> StoreResult<Option<BillingRecord>> {
+    tree.get(billing_key(org))?
+        .map(|v| decode_billing(&v))
+        .transpose()
+}
+
+pub fn get_state(tree: &sled::Tree, org: &OrgId) -> StoreResult<Option<OrgState>> {
+    tree.get(state_key(org))?
+        .map(|v| decode(TREE, STATE_V, &v))
+        .transpose()
+}
+
+/// Every metric's counter of one org in one period.
+pub fn counters_for(
+    tree: &sled::Tree,
+    org: &OrgId,
+    period: PeriodKey,
+) -> StoreResult<HashMap<Metric, u64>> {
+    let prefix = counter_prefix(org, period);
+    let mut out = HashMap::new();
+    for item in tree.scan_prefix(&prefix) {
+        let (k, v) = item?;
+        let name = std::str::from_utf8(&k[prefix.len()..]).map_err(|e| StoreError::Corrupt {
+            tree: TREE,
+            problem: e.to_string(),
+        })?;
+        let metric = Metric::parse(name).map_err(|e| StoreError::Corrupt {
+            tree: TREE,
+            problem: format!("metric {name:?}: {e}"),
+        })?;
+        out.insert(metric, decode_counter(&v)?);
+    }
+    Ok(out)
+}
+
+/// Removes idempotency entries created before `cutoff_ms`. Each entry is removed only if
+/// it is still the value that was read (compare-and-swap), so a request id recorded anew
+/// meanwhile is never lost.
+pub fn purge_idem_before(tree: &sled::Tree, cutoff_ms: i64) -> StoreResult<Purged> {
+    let mut out = Purged::default();
+    for item in tree.scan_prefix(IDEM_PREFIX) {
+        let (key, value) = item?;
+        let entry = decode_idem(&value)?;
+        if entry.created_ms < cutoff_ms
+            && tree
+                .compare_and_swap(&key, Some(value), None::<&[u8]>)?
+                .is_ok()
+        {
+            out.purged += 1;
+        } else {
+            out.kept += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// The key of every idempotency entry (to rebuild the in-memory filter at start).
+pub fn all_idem_keys(tree: &sled::Tree) -> impl Iterator<Item = StoreResult<sled::IVec>> {
+    tree.scan_prefix(IDEM_PREFIX)
+        .keys()
+        .map(|k| k.map_err(StoreError::from))
+}
+
+/// Up to `limit` orgs' stored states in key order, after `after`.
+pub fn states_page(
+    tree: &sled::Tree,
+    after: Option<&OrgId>,
+    limit: usize,
+) -> StoreResult<Vec<(OrgId, OrgState)>> {
+    let start = match after {
+        // The key right after `after`'s: its own key with a NUL appended.
+        Some(org) => {
+            let mut k = state_key(org);
+            k.push(0);
+            k
+        }
+        None => vec![b's', 0],
+    };
+    let mut out = Vec::new();
+    for item in tree.range(start..) {
+        let (k, v) = item?;
+        if !k.starts_with(&[b's', 0]) || out.len() >= limit {
+            break;
+        }
+        let raw = std::str::from_utf8(&k[2..]).map_err(|e| StoreError::Corrupt {
+            tree: TREE,
+            problem: e.to_string(),
+        })?;
+        let org = OrgId::parse(raw).map_err(|e| StoreError::Corrupt {
+            tree: TREE,
+            problem: e.to_string(),
+        })?;
+        out.push((org, decode(TREE, STATE_V, &v)?));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schema_1_billing_mirror_still_reads() {
+        #[derive(serde::Serialize)]
+        struct V1 {
+            customer_id: Option<String>,
+            email: Option<String>,
+            subscription: Option<crate::domain::SubscriptionRecord>,
+            default_payment_method: Option<String>,
+        }
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("ledger").unwrap();
+        let org = OrgId::parse("org_v1").unwrap();
+        let old = V1 {
+            customer_id: Some("cus_1".into()),
+            email: Some("a@b.co".into()),
+            subscription: None,
+            default_payment_method: Some("pm_1".into()),
+        };
+        tree.insert(billing_key(&org), encode(BILLING_V1, &old))
+            .unwrap();
+        let read = get_billing(&tree, &org).unwrap().unwrap();
+        assert_eq!(read.customer_id.as_deref(), Some("cus_1"));
+        assert_eq!(read.email.as_deref(), Some("a@b.co"));
+        tree.insert(billing_key(&org), encode_billing(&read))
+            .unwrap();
+        assert_eq!(get_billing(&tree, &org).unwrap(), Some(read));
+    }
+}

@@ -1,0 +1,127 @@
+//! `LedgerStore` on sled: records and commits go to the group-commit writer; loads that
+//! must see every earlier write are queued behind them on the same thread; page reads
+//! and the purge run on the blocking pool. The idempotency filter is rebuilt from the
+//! stored keys at start, on its own thread.
+
+use super::writer::{CommitHandle, GroupCommitWriter};
+use super::{ledger, Inner};
+use crate::domain::{Metric, OrgId, PeriodKey};
+use crate::metrics::Metrics;
+use crate::store::{
+    blocking, LedgerStore, LedgerWrite, OrgState, Purged, Recorded, StoreError, StoreFuture,
+    StoreResult, StoredLedger, UsageRecord,
+};
+use futures_util::FutureExt;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+pub struct SledLedger {
+    inner: Arc<Inner>,
+    commit: CommitHandle,
+    _writer: Arc<GroupCommitWriter>,
+}
+
+impl SledLedger {
+    pub fn start(inner: Arc<Inner>, writer: Arc<GroupCommitWriter>, metrics: Metrics) -> Self {
+        // The filter answers "maybe" (so records read the store) until this scan is done.
+        let build = inner.clone();
+        let spawned = std::thread::Builder::new()
+            .name("edgequota-idem-filter".into())
+            .spawn(move || {
+                let started = Instant::now();
+                match build.filter.build_from(&build.ledger) {
+                    Ok(Some(keys)) => {
+                        metrics.idempotency_entries.set(keys as i64);
+                        let ms = started.elapsed().as_millis() as u64;
+                        tracing::info!(keys, ms, "idempotency filter ready");
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %crate::errors::chain(&e), "idempotency filter scan failed; every record reads the store"),
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "idempotency filter not built; every record reads the store");
+        }
+        Self {
+            commit: writer.handle(),
+            inner,
+            _writer: writer,
+        }
+    }
+
+    /// Runs `f` on the writer thread after the writes queued before it.
+    fn queued_read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> StoreResult<T> + Send + 'static,
+    ) -> StoreFuture<T> {
+        let (tx, rx) = oneshot::channel();
+        let queued = self.commit.read(Box::new(move |inner| {
+            let _ = tx.send(f(inner));
+        }));
+        async move {
+            if !queued {
+                return Err(StoreError::WriterGone);
+            }
+            rx.await.map_err(|_| StoreError::WriterGone)?
+        }
+        .boxed()
+    }
+}
+
+impl Drop for SledLedger {
+    fn drop(&mut self) {
+        self.inner.filter.abandon();
+    }
+}
+
+impl LedgerStore for SledLedger {
+    fn load(&self, org: &OrgId, period: PeriodKey) -> StoreFuture<StoredLedger> {
+        let org = org.clone();
+        self.queued_read(move |inner| {
+            inner.barrier()?;
+            Ok(StoredLedger {
+                state: ledger::get_state(&inner.ledger, &org)?,
+                billing: ledger::get_billing(&inner.ledger, &org)?,
+                counters: ledger::counters_for(&inner.ledger, &org, period)?,
+            })
+        })
+    }
+
+    fn counters(&self, org: &OrgId, period: PeriodKey) -> StoreFuture<HashMap<Metric, u64>> {
+        let org = org.clone();
+        self.queued_read(move |inner| {
+            inner.barrier()?;
+            ledger::counters_for(&inner.ledger, &org, period)
+        })
+    }
+
+    fn record(&self, org: &OrgId, usage: UsageRecord) -> StoreFuture<Recorded> {
+        let rx = self.commit.record(org.clone(), usage);
+        async move { rx.await.map_err(|_| StoreError::WriterGone)? }.boxed()
+    }
+
+    fn commit(&self, org: &OrgId, writes: Vec<LedgerWrite>) -> StoreFuture<()> {
+        let rx = self.commit.commit(org.clone(), writes);
+        async move { rx.await.map_err(|_| StoreError::WriterGone)? }.boxed()
+    }
+
+    fn states_page(
+        &self,
+        after: Option<&OrgId>,
+        limit: usize,
+    ) -> StoreFuture<Vec<(OrgId, OrgState)>> {
+        let (inner, after) = (self.inner.clone(), after.cloned());
+        blocking(move || ledger::states_page(&inner.ledger, after.as_ref(), limit)).boxed()
+    }
+
+    fn purge_requests(&self, cutoff_ms: i64) -> StoreFuture<Purged> {
+        let inner = self.inner.clone();
+        blocking(move || ledger::purge_idem_before(&inner.ledger, cutoff_ms)).boxed()
+    }
+
+    fn requests_ready(&self) -> bool {
+        self.inner.filter.is_ready()
+    }
+}
