@@ -37,6 +37,7 @@ use edgequota::config::DEFAULT_PLANS_TOML;
 use edgequota::domain::{Catalogue, Metric, OrgId, PeriodKey, PlanCode, RequestId};
 use edgequota::metrics::Metrics;
 use edgequota::quota::actor::{OrgActor, Snapshot};
+use edgequota::quota::context::ActorSlots;
 use edgequota::quota::engine::EngineConfig;
 use edgequota::quota::messages::Ping;
 use edgequota::quota::{decide, Created, NewOrg, OrgView, QuotaEngine, RecordRequest};
@@ -67,6 +68,13 @@ impl Rng {
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
+}
+
+/// A bench actor registered nowhere.
+struct Unregistered;
+
+impl ActorSlots for Unregistered {
+    fn release(&self, _: &OrgId, _: u64) {}
 }
 
 /// The cheapest possible actor: the floor of any mailbox round trip.
@@ -125,6 +133,7 @@ impl Fixture {
                 arbiters: cores,
                 idle_ttl: Duration::from_secs(3600),
                 recent_capacity: 64,
+                consume_flush: Duration::from_millis(10),
             },
         ));
         let ids: Vec<OrgId> = stream::iter(0..orgs)
@@ -312,9 +321,9 @@ fn bench_actor_check(c: &mut Criterion) {
             counters: Default::default(),
             billing: Default::default(),
         };
-        let shared = fixture.engine.shared().clone();
-        let view = Arc::new(OrgView::new(&shared.catalogue));
-        OrgActor::new(snapshot, u64::MAX, view, shared).start()
+        let ctx = fixture.engine.context().clone();
+        let view = Arc::new(OrgView::new(&ctx.catalogue));
+        OrgActor::new(snapshot, u64::MAX, view, ctx, Arc::new(Unregistered)).start()
     });
     group.bench_function("actor_round_trip_same_thread", |b| {
         b.iter_custom(|iters| {

@@ -2,23 +2,35 @@
 # benches/load.sh — HTTP load test of edgequota (issue 2, "Performance").
 #
 # What it measures: the release binary, started on a fresh temporary data directory,
-# with 10,000 seeded orgs, driven by `wrk` with the same threads, connections and
-# duration for three routes, one after the other in the same run:
+# with 10,000 seeded orgs, and beside it the bare actix-web app of benches/ceiling/,
+# driven by `wrk` with the same threads, connections and duration for each route, one
+# after the other in the same run:
 #
-#   ceiling  GET  /api/diag/ping     constant JSON: the physical ceiling of the HTTP front
+#   ceiling  POST /api/quota/check   on the bare app: parses the same JSON, answers a
+#                                    constant — the honest ceiling of an actix-web front
 #   check    POST /api/quota/check   a random org per request (answered from memory)
+#   consume  POST /api/quota/consume a random org per request (decide and count in memory;
+#                                    persisted write-behind)
 #   record   POST /api/usage/record  a random org and a unique request_id per request
 #                                    (answered only once durable: group commit + fsync)
+#   authorize GET /api/quota/authorize  forward auth with a random org's key in X-Api-Key
+#                                    (one key each for the first KEYS orgs)
+#   batch    POST /api/usage/record.batch  BATCH events per request, random orgs, unique
+#                                    request_ids (durable before the 200)
 #
 # For each it prints requests/s, latency p50/p99 and the count of non-200 answers and
-# socket errors, then the ratio check/ceiling. Targets: check ≥ 0.8 × ceiling, record
-# ≥ 20,000 req/s.
+# socket errors, then the ratios. Targets: check and consume ≥ 0.8 × ceiling, consume
+# ≥ 0.9 × check, authorize ≥ 0.8 × check, record ≥ 20,000 req/s, batch ≥ 150,000
+# events/s.
 #
 # Run (from anywhere):  bash benches/load.sh
+# Also: `rls` (the Envoy rate limit service over gRPC, by benches/rls_load.rs with
+# CONNECTIONS calls in flight) — benches/grpc.sh runs it next to consume.
 # Knobs (environment):  DURATION=15 (seconds per route)  CONNECTIONS=64  WRK_THREADS=2
 #                       ORGS=10000  WARMUP=3 (seconds of unmeasured load before each route)
 #                       SKIP_BUILD=1 (use the existing release binary)
-#                       ROUTES="ceiling check record" (which routes, in this order)
+#                       ROUTES="ceiling check consume record" (which, in this order;
+#                       also authorize, batch, rls)  KEYS=1000  BATCH=100
 # Needs: cargo, curl, python3; installs `wrk` with apt-get when it is missing.
 #
 # Any EDGEQUOTA__* variable set by the caller reaches the server too, e.g.
@@ -36,7 +48,9 @@ CONNECTIONS=${CONNECTIONS:-64}
 WRK_THREADS=${WRK_THREADS:-2}
 ORGS=${ORGS:-10000}
 WARMUP=${WARMUP:-3}
-ROUTES=${ROUTES:-ceiling check record}
+ROUTES=${ROUTES:-ceiling check consume record}
+KEYS=${KEYS:-1000}
+BATCH=${BATCH:-100}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -45,6 +59,10 @@ cd "$ROOT"
 # shellcheck source=benches/server.sh
 source "$ROOT/benches/server.sh"
 build_binary
+if [[ " $ROUTES " == *" rls "* ]]; then
+    echo "==> cargo bench --no-run --bench rls_load"
+    cargo bench --quiet --no-run --bench rls_load 2>/dev/null
+fi
 
 # --- wrk -----------------------------------------------------------------------------
 if ! command -v wrk >/dev/null 2>&1; then
@@ -55,15 +73,17 @@ if ! command -v wrk >/dev/null 2>&1; then
     $SUDO apt-get install -y -qq wrk >/dev/null
 fi
 
-# --- start the server ----------------------------------------------------------------
+# --- start the server and the ceiling app --------------------------------------------
 start_server
+start_ceiling
 
 # --- seed orgs -----------------------------------------------------------------------
 echo "==> seeding $ORGS orgs"
 started=$(date +%s.%N)
-python3 - "$BASE" "$SERVICE_TOKEN" "$ORGS" "$WORK/orgs.txt" <<'PY'
+python3 - "$BASE" "$SERVICE_TOKEN" "$ORGS" "$WORK/orgs.txt" "$KEYS" "$WORK/keys.txt" <<'PY'
 import http.client, json, sys, threading, urllib.parse
 base, token, n, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+nkeys, keys_out = int(sys.argv[5]), sys.argv[6]
 url = urllib.parse.urlparse(base)
 ids, lock, failures = [], threading.Lock(), []
 def worker(indices):
@@ -86,12 +106,33 @@ if failures:
     sys.exit(f"{len(failures)} org creations failed, e.g. {failures[0]}")
 with open(out, "w") as f:
     f.write("\n".join(ids) + "\n")
+keys = []
+def mint(orgs):
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    for org in orgs:
+        conn.request("POST", "/api/orgs/api-keys.create", json.dumps({"orgId": org}), headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        if resp.status != 200:
+            failures.append((resp.status, data[:200]))
+            continue
+        with lock:
+            keys.append(json.loads(data)["apiKey"])
+chosen = ids[:nkeys]
+threads = [threading.Thread(target=mint, args=(chosen[t::16],)) for t in range(16)]
+for t in threads: t.start()
+for t in threads: t.join()
+if failures:
+    sys.exit(f"{len(failures)} key mints failed, e.g. {failures[0]}")
+with open(keys_out, "w") as f:
+    f.write("\n".join(keys) + "\n")
 PY
 echo "    $(wc -l <"$WORK/orgs.txt") orgs in $(python3 -c "print(f'{$(date +%s.%N) - $started:.1f}')") s"
 
 # --- the wrk script (one for all three routes, so their client-side cost is equal) ----
 cat >"$WORK/load.lua" <<'LUA'
--- MODE = ceiling | check | record; ORGS_FILE = one org id a line; TOKEN = service token
+-- MODE = ceiling | check | consume | record; ORGS_FILE = one org id a line; TOKEN = service token
 local mode = os.getenv("MODE")
 local token = os.getenv("TOKEN")
 local threads = {}
@@ -103,7 +144,8 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-local orgs, n, seq, prefix, headers
+local orgs, n, keys, nkeys, seq, prefix, headers
+local batch = tonumber(os.getenv("BATCH") or "100")
 non200 = 0 -- global: done() reads it with thread:get
 
 function init(args)
@@ -116,18 +158,38 @@ function init(args)
     if #line > 0 then orgs[#orgs + 1] = line end
   end
   n = #orgs
+  keys = {}
+  for line in io.lines(os.getenv("KEYS_FILE")) do
+    if #line > 0 then keys[#keys + 1] = line end
+  end
+  nkeys = #keys
   headers = { ["authorization"] = "Bearer " .. token,
               ["content-type"] = "application/json" }
 end
 
 function request()
-  if mode == "ceiling" then
-    return wrk.format("GET", "/api/diag/ping", headers)
-  end
   local org = orgs[math.random(n)]
-  if mode == "check" then
+  if mode == "ceiling" or mode == "check" then
     return wrk.format("POST", "/api/quota/check", headers,
       '{"orgId":"' .. org .. '","metric":"api_call"}')
+  end
+  if mode == "consume" then
+    return wrk.format("POST", "/api/quota/consume", headers,
+      '{"orgId":"' .. org .. '","metric":"api_call"}')
+  end
+  if mode == "authorize" then
+    return wrk.format("GET", "/api/quota/authorize", { ["x-api-key"] = keys[math.random(nkeys)] })
+  end
+  if mode == "batch" then
+    local at = os.date("!%Y-%m-%dT%H:%M:%SZ")
+    local events = {}
+    for i = 1, batch do
+      seq = seq + 1
+      events[i] = '{"orgId":"' .. orgs[math.random(n)] .. '","metric":"api_call","value":1,"occurredAt":"'
+        .. at .. '","request_id":"' .. prefix .. "-" .. seq .. '"}'
+    end
+    return wrk.format("POST", "/api/usage/record.batch", headers,
+      '{"events":[' .. table.concat(events, ",") .. ']}')
   end
   seq = seq + 1
   return wrk.format("POST", "/api/usage/record", headers,
@@ -136,7 +198,8 @@ function request()
 end
 
 function response(status, hdrs, body)
-  if status ~= 200 then
+  -- A batch is 200 even when events fail: look inside for a failed one.
+  if status ~= 200 or (mode == "batch" and string.find(body, '"status":[45]')) then
     non200 = non200 + 1
     if non200 <= 3 then io.stderr:write("non-200 (" .. status .. "): " .. body .. "\n") end
   end
@@ -153,16 +216,30 @@ function done(summary, latency, requests)
 end
 LUA
 
+run_rls() { # the gRPC rate limit service, by the tonic client of benches/rls_load.rs
+    local secs=$1
+    ADDR="127.0.0.1:$GRPC_PORT" TOKEN=$SERVICE_TOKEN ORGS_FILE="$WORK/orgs.txt" \
+        DURATION=$secs CONCURRENCY=$CONNECTIONS CLIENT_THREADS=$WRK_THREADS \
+        cargo bench --quiet --bench rls_load 2>"$WORK/rls.err"
+}
+
 run() { # run MODE: a warm-up, then the measured run; prints wrk's RESULT line
-    local mode=$1
+    local mode=$1 target=$BASE
+    if [[ "$mode" == rls ]]; then
+        [[ "$WARMUP" -gt 0 ]] && run_rls "$WARMUP" >/dev/null
+        echo "==> rls: $CONNECTIONS calls in flight, ${DURATION}s" >&2
+        run_rls "$DURATION" | grep '^RESULT' || { cat "$WORK/rls.err" >&2; exit 1; }
+        return
+    fi
+    [[ "$mode" == ceiling ]] && target=$CEILING_BASE
     if [[ "$WARMUP" -gt 0 ]]; then
-        MODE=$mode TOKEN=$SERVICE_TOKEN ORGS_FILE="$WORK/orgs.txt" \
-            wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$WORK/load.lua" "$BASE" \
+        MODE=$mode TOKEN=$SERVICE_TOKEN ORGS_FILE="$WORK/orgs.txt" KEYS_FILE="$WORK/keys.txt" BATCH=$BATCH \
+            wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$WORK/load.lua" "$target" \
             >/dev/null 2>&1
     fi
     echo "==> $mode: wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s" >&2
-    MODE=$mode TOKEN=$SERVICE_TOKEN ORGS_FILE="$WORK/orgs.txt" \
-        wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/load.lua" "$BASE" \
+    MODE=$mode TOKEN=$SERVICE_TOKEN ORGS_FILE="$WORK/orgs.txt" KEYS_FILE="$WORK/keys.txt" BATCH=$BATCH \
+        wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/load.lua" "$target" \
         >"$WORK/$mode.out" 2>"$WORK/$mode.err" || { cat "$WORK/$mode.err" >&2; exit 1; }
     if [[ -s "$WORK/$mode.err" ]]; then sed 's/^/    /' "$WORK/$mode.err" >&2; fi
     grep '^RESULT' "$WORK/$mode.out"
@@ -177,27 +254,43 @@ RSS_KB=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
 # --- report --------------------------------------------------------------------------
 echo
 echo "edgequota load test — $(nproc) cores, wrk -t$WRK_THREADS -c$CONNECTIONS, ${DURATION}s per route, $ORGS orgs"
-python3 - "$RSS_KB" "${RESULTS[@]}" <<'PY'
+python3 - "$RSS_KB" "$BATCH" "${RESULTS[@]}" <<'PY'
 import sys
+batch = int(sys.argv[2])
 rows = {}
-for line in sys.argv[2:]:
+for line in sys.argv[3:]:
     _, mode, rps, p50, p99, bad, errs, total = line.split()
     rows[mode] = dict(rps=float(rps), p50=float(p50), p99=float(p99),
                       bad=int(bad), errs=int(errs), total=int(total))
-names = {"ceiling": "GET  /api/diag/ping (ceiling)",
+names = {"ceiling": "POST /api/quota/check (bare app)",
          "check": "POST /api/quota/check",
-         "record": "POST /api/usage/record"}
+         "consume": "POST /api/quota/consume",
+         "rls": "gRPC RateLimitService (RLS)",
+         "record": "POST /api/usage/record",
+         "authorize": "GET /api/quota/authorize",
+         "batch": f"POST /api/usage/record.batch x{batch}"}
 print(f"{'route':34} {'req/s':>10} {'p50':>10} {'p99':>10} {'non-200':>8} {'sock err':>8}")
 for mode in rows:
     r = rows[mode]
     print(f"{names[mode]:34} {r['rps']:>10.0f} {r['p50']/1e3:>8.2f}ms {r['p99']/1e3:>8.2f}ms"
           f" {r['bad']:>8} {r['errs']:>8}")
 print()
-if "check" in rows and "ceiling" in rows:
-    ratio = rows["check"]["rps"] / rows["ceiling"]["rps"]
-    print(f"check / ceiling = {ratio:.2f}   (target >= 0.80: {'met' if ratio >= 0.8 else 'NOT MET'})")
+def ratio(a, b, target):
+    if a in rows and b in rows:
+        r = rows[a]["rps"] / rows[b]["rps"]
+        print(f"{a} / {b} = {r:.2f}   (target >= {target:.2f}: {'met' if r >= target else 'NOT MET'})")
+ratio("check", "ceiling", 0.8)
+ratio("consume", "ceiling", 0.8)
+ratio("consume", "check", 0.9)
+ratio("authorize", "check", 0.8)
+if "rls" in rows:
+    rls = rows["rls"]["rps"]
+    print(f"rls decisions/s = {rls:.0f}   (target >= 40000: {'met' if rls >= 40000 else 'NOT MET'})")
 if "record" in rows:
     rec = rows["record"]["rps"]
     print(f"durable record  = {rec:.0f} req/s   (target >= 20000: {'met' if rec >= 20000 else 'NOT MET'})")
+if "batch" in rows:
+    ev = rows["batch"]["rps"] * batch
+    print(f"batch events/s  = {ev:.0f}   (target >= 150000: {'met' if ev >= 150000 else 'NOT MET'})")
 print(f"server RSS after the run: {int(sys.argv[1]) / 1024:.0f} MB")
 PY

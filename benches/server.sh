@@ -2,21 +2,49 @@
 # starts it on a fresh temporary data directory and a free loopback port.
 #
 # After `start_server [NAME=VALUE ...]` (extra environment for the server):
-#   BIN, WORK (temp dir, removed on exit), PORT, BASE, SERVICE_TOKEN, ADMIN_TOKEN,
-#   SERVER_PID; the server is stopped with SIGTERM when the script exits.
+#   BIN, WORK (temp dir, removed on exit), PORT, BASE, GRPC_PORT, SERVICE_TOKEN,
+#   ADMIN_TOKEN, SERVER_PID; the server is stopped with SIGTERM when the script exits.
+# After `start_ceiling`: CEILING_BASE, CEILING_PID (the bare app of benches/ceiling/).
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
 
 build_binary() {
-    local target_dir
-    target_dir=$(cargo metadata --format-version 1 --no-deps |
+    TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-    BIN="$target_dir/release/edgequota"
+    BIN="$TARGET_DIR/release/edgequota"
+    CEILING_BIN="$TARGET_DIR/release/edgequota-ceiling"
     if [[ -z "${SKIP_BUILD:-}" || ! -x "$BIN" ]]; then
         echo "==> cargo build --release"
         cargo build --release --quiet
     fi
 }
 
+start_ceiling() {
+    if [[ -z "${SKIP_BUILD:-}" || ! -x "$CEILING_BIN" ]]; then
+        echo "==> cargo build --release (benches/ceiling)"
+        CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --quiet \
+            --manifest-path "$ROOT/benches/ceiling/Cargo.toml"
+    fi
+    local port
+    port=$(free_port)
+    CEILING_BASE="http://127.0.0.1:$port"
+    PORT=$port "$CEILING_BIN" >"$WORK/ceiling.log" 2>&1 &
+    CEILING_PID=$!
+    for _ in $(seq 1 100); do
+        curl -fsS -o /dev/null -X POST -H 'authorization: Bearer x' -H 'content-type: application/json' \
+            -d '{"orgId":"o"}' "$CEILING_BASE/api/quota/check" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "the ceiling app did not answer in 10 s"; cat "$WORK/ceiling.log"; exit 1
+}
+
 stop_server() {
+    if [[ -n "${CEILING_PID:-}" ]]; then
+        kill -TERM "$CEILING_PID" 2>/dev/null || true
+        wait "$CEILING_PID" 2>/dev/null || true
+    fi
     if [[ -n "${SERVER_PID:-}" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill -TERM "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
@@ -29,12 +57,14 @@ start_server() {
     SERVER_PID=""
     trap stop_server EXIT
     trap 'exit 130' INT TERM
-    PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    PORT=$(free_port)
+    GRPC_PORT=$(free_port)
     BASE="http://127.0.0.1:$PORT"
     ADMIN_TOKEN="bench-admin-$RANDOM$RANDOM"
     SERVICE_TOKEN="bench-service-$RANDOM$RANDOM"
     echo "==> starting $BIN on 127.0.0.1:$PORT (data in $WORK/data)"
     env EDGEQUOTA__SERVER__BIND="127.0.0.1:$PORT" \
+        EDGEQUOTA__GRPC__BIND="127.0.0.1:$GRPC_PORT" \
         EDGEQUOTA__STORE__PATH="$WORK/data" \
         EDGEQUOTA__AUTH__ADMIN_TOKENS="$ADMIN_TOKEN" \
         EDGEQUOTA__AUTH__SERVICE_TOKENS="$SERVICE_TOKEN" \

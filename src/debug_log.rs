@@ -1,6 +1,10 @@
 //! The DebugLog pipeline: requests hand entries to a bounded channel (never blocking,
 //! dropping and counting when full), and one background task appends them to the store
 //! in batches and trims it to capacity.
+//!
+//! The task wakes on a timer (`FLUSH_EVERY`), not on each entry: a request that logs
+//! never wakes another thread, and a busy minute costs a few hundred store appends,
+//! however many requests it carried.
 
 use crate::metrics::Metrics;
 use crate::store::{DebugEntry, DebugLogStore};
@@ -8,8 +12,9 @@ use std::cell::Cell;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-const CHANNEL: usize = 8192;
-const BATCH: usize = 512;
+const CHANNEL: usize = 16_384;
+/// How often the task moves what was logged into the store.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 #[derive(Clone)]
 pub struct DebugLogSink {
@@ -52,11 +57,25 @@ pub fn start(
 ) -> (DebugLogSink, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel(CHANNEL);
     let task = actix_rt::spawn(async move {
-        let mut buf = Vec::with_capacity(BATCH);
-        while rx.recv_many(&mut buf, BATCH).await > 0 {
-            let entries = std::mem::take(&mut buf);
-            if let Err(e) = store.append(entries).await {
-                tracing::warn!(error = %crate::errors::chain(&e), "debug log append failed");
+        let mut tick = tokio::time::interval(FLUSH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let mut entries = Vec::new();
+            let open = loop {
+                match rx.try_recv() {
+                    Ok(entry) => entries.push(entry),
+                    Err(mpsc::error::TryRecvError::Empty) => break true,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break false,
+                }
+            };
+            if !entries.is_empty() {
+                if let Err(e) = store.append(entries).await {
+                    tracing::warn!(error = %crate::errors::chain(&e), "debug log append failed");
+                }
+            }
+            if !open {
+                break;
             }
         }
     });

@@ -13,10 +13,12 @@ pub mod config;
 pub mod debug_log;
 pub mod domain;
 pub mod errors;
+pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod quota;
 pub mod shutdown;
+mod start_error;
 pub mod store;
 pub mod telemetry;
 
@@ -36,39 +38,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
-    #[error("plan catalogue: {0}")]
-    Plans(domain::ParseError),
-    #[error("opening the store at {path}")]
-    Store {
-        path: String,
-        #[source]
-        source: store::StoreError,
-    },
-    #[error("token file {path}")]
-    TokenFile {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("billing settings: {0}")]
-    Stripe(String),
-    #[error("cannot listen on server.bind = {bind:?} (EDGEQUOTA__SERVER__BIND): {source}")]
-    Bind {
-        bind: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
+pub use start_error::StartError;
 
 pub struct Application {
     addr: SocketAddr,
     server: Server,
     engine: Arc<QuotaEngine>,
     backend: store::Backend,
+    grpc: Option<grpc::GrpcServer>,
     rollover: Addr<RolloverSupervisor>,
     webhook_supervisor: Addr<QueueSupervisor<billing::Webhooks>>,
     stigg_supervisor: Addr<QueueSupervisor<billing::Provisioning>>,
@@ -77,43 +54,6 @@ pub struct Application {
     shutdown_grace: Duration,
     /// How long shutdown waits for the supervisors' work under way.
     supervisor_wait: Duration,
-}
-
-/// A stop sent to a supervisor that has already gone is a stop done.
-async fn ignore_gone<F: std::future::Future<Output = Result<(), actix::MailboxError>>>(f: F) {
-    let _ = f.await;
-}
-
-/// Waits for SIGTERM or SIGINT, marks the service as shutting down, and for `grace`
-/// answers every request that starts with 503 and `Connection: close` (a client learns
-/// its request was not processed and retries elsewhere, instead of seeing a reset); then
-/// stops the server gracefully: it stops accepting and in-flight requests finish.
-async fn stop_on_signal(
-    server: ServerHandle,
-    flag: Arc<std::sync::atomic::AtomicBool>,
-    grace: Duration,
-) {
-    let signal = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            r = tokio::signal::ctrl_c() => { r?; "SIGINT" }
-        };
-        Ok::<_, std::io::Error>(name)
-    };
-    match signal.await {
-        Ok(name) => {
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
-            tracing::info!(
-                signal = name,
-                grace_ms = grace.as_millis() as u64,
-                "stopping: finishing in-flight requests, refusing new ones"
-            );
-            tokio::time::sleep(grace).await;
-            server.stop(true).await;
-        }
-        Err(e) => tracing::error!(error = %e, "cannot listen for shutdown signals"),
-    }
 }
 
 impl Application {
@@ -136,6 +76,16 @@ impl Application {
         };
         let listener = http::listener::bind(&bind).map_err(bind_err)?;
         let addr = listener.local_addr().map_err(bind_err)?;
+        let grpc_bind = settings.grpc.bind.trim().to_owned();
+        let grpc_err = |source| StartError::GrpcBind {
+            bind: grpc_bind.clone(),
+            source,
+        };
+        let grpc_listener = if grpc_bind.is_empty() {
+            None
+        } else {
+            Some(grpc::bind(&grpc_bind).map_err(grpc_err)?)
+        };
         let catalogue =
             Arc::new(Catalogue::from_toml(&settings.plans_text()?).map_err(StartError::Plans)?);
         if settings.auth.admin_tokens.is_empty() && settings.auth.service_tokens.is_empty() {
@@ -183,6 +133,7 @@ impl Application {
                 arbiters: pick(settings.engine.arbiters),
                 idle_ttl: Duration::from_secs(settings.engine.actor_idle_ttl_secs.max(1)),
                 recent_capacity: settings.engine.recent_idempotency_entries,
+                consume_flush: Duration::from_millis(settings.engine.consume_flush_ms),
             },
         ));
         let authenticator = Arc::new(
@@ -251,6 +202,18 @@ impl Application {
             webhooks.waker(),
             Duration::from_millis(settings.webhooks.poll_interval_ms),
         );
+        let grpc = match grpc_listener {
+            None => None,
+            Some(listener) => {
+                let rls = grpc::rls::Rls {
+                    engine: engine.clone(),
+                    auth: authenticator.clone(),
+                    settings: settings.grpc.clone(),
+                    metrics: metrics.clone(),
+                };
+                Some(grpc::GrpcServer::start(listener, rls).map_err(grpc_err)?)
+            }
+        };
         let settings = Arc::new(settings);
         let state = web::Data::new(AppState {
             provisioning,
@@ -293,6 +256,7 @@ impl Application {
             server: server.run(),
             engine,
             backend,
+            grpc,
             rollover,
             webhook_supervisor,
             stigg_supervisor,
@@ -305,6 +269,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// The gRPC front's address, when it is enabled.
+    pub fn grpc_address(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().map(grpc::GrpcServer::address)
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -332,6 +301,7 @@ impl Application {
             server,
             engine,
             backend,
+            grpc,
             rollover,
             webhook_supervisor,
             stigg_supervisor,
@@ -341,7 +311,7 @@ impl Application {
             supervisor_wait,
             ..
         } = self;
-        let signals = actix_rt::spawn(stop_on_signal(
+        let signals = actix_rt::spawn(shutdown::stop_on_signal(
             server.handle(),
             shutting_down,
             shutdown_grace,
@@ -349,12 +319,22 @@ impl Application {
         let served = server.await;
         signals.abort();
         tracing::info!("server stopped; draining");
+        if let Some(mut grpc) = grpc {
+            // In-flight rate limit calls finish; no new ones start.
+            if let Err(e) = tokio::task::spawn_blocking(move || grpc.stop()).await {
+                tracing::error!(error = %e, "stopping the gRPC server failed");
+            }
+        }
         // One broadcast to every supervisor, then wait for what each has under way (a
         // sweep, a webhook being applied, a Stigg attempt) before the actors stop.
         let stops: Vec<futures_util::future::BoxFuture<'static, ()>> = vec![
-            Box::pin(ignore_gone(rollover.send(quota::rollover::Stop))),
-            Box::pin(ignore_gone(webhook_supervisor.send(queue_supervisor::Stop))),
-            Box::pin(ignore_gone(stigg_supervisor.send(queue_supervisor::Stop))),
+            Box::pin(shutdown::ignore_gone(rollover.send(quota::rollover::Stop))),
+            Box::pin(shutdown::ignore_gone(
+                webhook_supervisor.send(queue_supervisor::Stop),
+            )),
+            Box::pin(shutdown::ignore_gone(
+                stigg_supervisor.send(queue_supervisor::Stop),
+            )),
         ];
         drop((rollover, webhook_supervisor, stigg_supervisor));
         if !shutdown::wait_all(stops, supervisor_wait).await {
@@ -370,6 +350,9 @@ impl Application {
         {
             tracing::warn!("debug log writer did not finish in time");
         }
+        // Every consumed unit still in memory goes to the store before the writer stops.
+        let flushed = engine.flush_consumes().await;
+        tracing::info!(orgs = flushed, "consumed units handed to the store");
         let health = backend.health.clone();
         let blocking = tokio::task::spawn_blocking(move || {
             engine.stop();

@@ -1,7 +1,8 @@
 //! Orderly stops for the supervisors: each counts the work it has in flight, and a
 //! shutdown asks every supervisor to stop at once (one broadcast) and then waits until
 //! each has finished what it had started (the completion wait) — so the actor arbiters
-//! and the store stop only after nothing is left writing to them.
+//! and the store stop only after nothing is left writing to them. The signal handling
+//! that starts a shutdown lives here too.
 
 use tokio::sync::oneshot;
 
@@ -56,4 +57,41 @@ pub async fn wait_all(
     tokio::time::timeout(limit, futures_util::future::join_all(stops))
         .await
         .is_ok()
+}
+
+/// A stop sent to a supervisor that has already gone is a stop done.
+pub async fn ignore_gone<F: std::future::Future<Output = Result<(), actix::MailboxError>>>(f: F) {
+    let _ = f.await;
+}
+
+/// Waits for SIGTERM or SIGINT, marks the service as shutting down, and for `grace`
+/// answers every request that starts with 503 and `Connection: close` (a client learns
+/// its request was not processed and retries elsewhere, instead of seeing a reset); then
+/// stops the server gracefully: it stops accepting and in-flight requests finish.
+pub async fn stop_on_signal(
+    server: actix_web::dev::ServerHandle,
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    grace: std::time::Duration,
+) {
+    let signal = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            r = tokio::signal::ctrl_c() => { r?; "SIGINT" }
+        };
+        Ok::<_, std::io::Error>(name)
+    };
+    match signal.await {
+        Ok(name) => {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            tracing::info!(
+                signal = name,
+                grace_ms = grace.as_millis() as u64,
+                "stopping: finishing in-flight requests, refusing new ones"
+            );
+            tokio::time::sleep(grace).await;
+            server.stop(true).await;
+        }
+        Err(e) => tracing::error!(error = %e, "cannot listen for shutdown signals"),
+    }
 }

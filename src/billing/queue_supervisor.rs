@@ -32,6 +32,8 @@ pub struct QueueSupervisor<D: Drain> {
     again: bool,
     /// Shutdown asked: no new drain starts, and the one under way ends after its pass.
     stopped: Arc<AtomicBool>,
+    /// The poll timer, cancelled at the stop.
+    poll_timer: Option<SpawnHandle>,
 }
 
 impl<D: Drain> QueueSupervisor<D> {
@@ -42,6 +44,16 @@ impl<D: Drain> QueueSupervisor<D> {
             busy: InFlight::default(),
             again: false,
             stopped: Arc::new(AtomicBool::new(false)),
+            poll_timer: None,
+        }
+    }
+
+    /// Goes quiet for good. Not `ctx.stop()`: a `Supervisor` restarts a stopped actor for
+    /// as long as anyone holds its address, which would spin. With its timer gone and its
+    /// handlers inert, the actor ends by itself once the last address is dropped.
+    fn quiesce(&mut self, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.poll_timer.take() {
+            ctx.cancel_future(timer);
         }
     }
 
@@ -68,7 +80,7 @@ impl<D: Drain> QueueSupervisor<D> {
         ctx.spawn(work.into_actor(self).map(|(), act, ctx| {
             act.busy.end();
             if act.stopped.load(Ordering::SeqCst) {
-                ctx.stop();
+                act.quiesce(ctx);
             } else if act.again {
                 act.drain(ctx);
             }
@@ -81,18 +93,18 @@ impl<D: Drain> Actor for QueueSupervisor<D> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         if self.stopped.load(Ordering::SeqCst) {
-            ctx.stop();
             return;
         }
         self.drain(ctx);
-        ctx.run_interval(self.poll, |act, ctx| act.drain(ctx));
+        self.poll_timer = Some(ctx.run_interval(self.poll, |act, ctx| act.drain(ctx)));
     }
 }
 
 impl<D: Drain> Supervised for QueueSupervisor<D> {
     fn restarting(&mut self, _: &mut Context<Self>) {
-        // The drain died with the actor: release whoever waits for it.
+        // The drain and the timer died with the old context: release whoever waits.
         self.busy.end();
+        self.poll_timer = None;
     }
 }
 
@@ -122,9 +134,7 @@ impl<D: Drain> Handler<Stop> for QueueSupervisor<D> {
     type Result = ResponseFuture<()>;
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) -> Self::Result {
         self.stopped.store(true, Ordering::SeqCst);
-        if self.busy.is_idle() {
-            ctx.stop();
-        }
+        self.quiesce(ctx);
         Box::pin(self.busy.idle())
     }
 }
@@ -153,4 +163,68 @@ pub fn start<D: Drain>(queue: Arc<D>, waker: &Waker, poll: Duration) -> Addr<Que
         }
     }));
     addr
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::sync::Semaphore;
+
+    /// A queue whose first pass waits until the test lets it finish.
+    struct Gated {
+        entered: tokio::sync::Notify,
+        gate: Semaphore,
+        passes: AtomicUsize,
+        finished: AtomicBool,
+    }
+
+    impl Drain for Gated {
+        fn drain_once(self: Arc<Self>) -> BoxFuture<'static, bool> {
+            Box::pin(async move {
+                self.entered.notify_one();
+                let _permit = self.gate.acquire().await;
+                self.passes.fetch_add(1, Ordering::SeqCst);
+                self.finished.store(true, Ordering::SeqCst);
+                false
+            })
+        }
+
+        fn refresh(self: Arc<Self>) -> BoxFuture<'static, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    #[actix_rt::test]
+    async fn stop_is_answered_only_after_the_drain_under_way_has_finished() {
+        let queue = Arc::new(Gated {
+            entered: tokio::sync::Notify::new(),
+            gate: Semaphore::new(0),
+            passes: AtomicUsize::new(0),
+            finished: AtomicBool::new(false),
+        });
+        let addr = start(queue.clone(), &Waker::default(), Duration::from_secs(3600));
+        // A stop before the first pass begins ends the drain before it starts; this test
+        // is about a pass already running.
+        queue.entered.notified().await;
+        let mut stop = Box::pin(addr.send(Stop));
+        // The drain started at once is held at the gate: the stop must wait for it.
+        let early = tokio::time::timeout(Duration::from_millis(200), &mut stop).await;
+        assert!(
+            early.is_err(),
+            "stop answered while a drain was under way: {early:?}"
+        );
+        assert!(!queue.finished.load(Ordering::SeqCst));
+        queue.gate.add_permits(1);
+        stop.await.expect("stop answered");
+        assert!(
+            queue.finished.load(Ordering::SeqCst),
+            "stop answered before the drain ended"
+        );
+        // Stopped for good: no further drain starts, even when woken.
+        addr.do_send(Wake);
+        queue.gate.add_permits(10);
+        tokio::task::yield_now().await;
+        assert_eq!(queue.passes.load(Ordering::SeqCst), 1);
+    }
 }

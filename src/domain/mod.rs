@@ -6,12 +6,14 @@ pub mod ids;
 pub mod metric;
 pub mod period;
 pub mod plans;
+pub mod ratelimit;
 
 pub use billing::{BillingRecord, PendingChange, SubscriptionRecord, SubscriptionStatus};
 pub use ids::{KeyId, OrgId, RequestId};
 pub use metric::Metric;
 pub use period::PeriodKey;
 pub use plans::{Catalogue, Plan, PlanCode};
+pub use ratelimit::QuotaState;
 
 /// Why a raw value was refused; becomes one `details` entry of a 400.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -56,8 +56,12 @@ fn header_id(req: &ServiceRequest, name: &str) -> Option<String> {
 /// Hot-path successes (checks, records) are sampled into the DebugLog: at gateway
 /// rates, logging each would cost more than the decision itself.
 fn is_hot(route: &str, status: u16) -> bool {
-    (route == "/api/quota/check" && (status == 200 || status == 429))
-        || (route == "/api/usage/record" && status == 200)
+    match route {
+        "/api/quota/check" | "/api/quota/consume" => status == 200 || status == 429,
+        "/api/quota/authorize" => matches!(status, 200 | 403 | 429),
+        "/api/usage/record" | "/api/usage/record.batch" => status == 200,
+        _ => false,
+    }
 }
 
 /// The metric (and DebugLog) label of a request method: one of a fixed set, so a client

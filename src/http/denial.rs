@@ -1,8 +1,8 @@
-//! The IETF RateLimit headers and the standard denial envelope (story 4.3) that every
-//! quota denial uses.
+//! The RateLimit headers on an HTTP answer and the standard denial envelope (story 4.3)
+//! that every quota denial uses.
 
 use super::error::{ApiError, Code};
-use crate::domain::{Metric, PeriodKey};
+use crate::domain::{Metric, PeriodKey, QuotaState};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::HttpResponseBuilder;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -18,25 +18,27 @@ pub struct Limits<'a> {
 }
 
 impl Limits<'_> {
+    fn state(&self) -> QuotaState<'_> {
+        QuotaState {
+            metric: self.metric,
+            period: self.period,
+            included: self.included,
+            remaining: self.remaining,
+            now: self.now,
+        }
+    }
+
     fn headers(&self) -> [(HeaderName, HeaderValue); 2] {
-        let policy = format!(
-            "\"{}\";q={};w={}",
-            self.metric,
-            self.included,
-            self.period.length_secs()
-        );
-        let state = format!(
-            "\"{}\";r={};t={}",
-            self.metric,
-            self.remaining,
-            self.period.secs_until_end(self.now)
-        );
+        let state = self.state();
         [
             (
                 HeaderName::from_static("ratelimit-policy"),
-                to_value(policy),
+                to_value(state.policy_header()),
             ),
-            (HeaderName::from_static("ratelimit"), to_value(state)),
+            (
+                HeaderName::from_static("ratelimit"),
+                to_value(state.state_header()),
+            ),
         ]
     }
 
@@ -75,7 +77,7 @@ impl Limits<'_> {
         e.headers.extend(limits.headers());
         e.headers.push((
             HeaderName::from_static("retry-after"),
-            to_value(self.period.secs_until_end(self.now).to_string()),
+            to_value(self.state().reset_secs().to_string()),
         ));
         e
     }

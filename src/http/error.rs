@@ -163,6 +163,17 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        for (k, v) in &self.headers {
+            res.insert_header((k.clone(), v.clone()));
+        }
+        res.json(self.body())
+    }
+}
+
+impl ApiError {
+    /// The envelope this error answers with.
+    pub fn body(&self) -> Value {
         let mut body = Map::new();
         body.insert("code".into(), self.code.as_str().into());
         body.insert("message".into(), self.message.clone().into());
@@ -176,11 +187,7 @@ impl ResponseError for ApiError {
                 serde_json::to_value(&self.details).unwrap_or_default(),
             );
         }
-        let mut res = HttpResponse::build(self.status_code());
-        for (k, v) in &self.headers {
-            res.insert_header((k.clone(), v.clone()));
-        }
-        res.json(Value::Object(body))
+        Value::Object(body)
     }
 }
 

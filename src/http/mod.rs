@@ -47,13 +47,23 @@ macro_rules! route_table {
             $(
                 cfg.service(
                     web::resource($path)
-                        .route(web::method(actix_web::http::Method::$method).to($handler))
+                        .route(on(stringify!($method)).to($handler))
                         .default_service(web::to(method_not_allowed)),
                 );
             )+
             cfg.default_service(web::to(not_found));
         }
     };
+}
+
+/// The route guard of a table method: `ANY` (forward auth answers whatever method the
+/// gateway's subrequest uses), or one method.
+fn on(method: &str) -> actix_web::Route {
+    match method {
+        "ANY" => web::route(),
+        "GET" => web::get(),
+        _ => web::post(),
+    }
 }
 
 route_table! {
@@ -79,7 +89,10 @@ route_table! {
     "/api/stigg/provision.status" GET => stigg::status,
     "/api/usage/seed" POST => usage::seed,
     "/api/usage/record" POST => usage::record,
+    "/api/usage/record.batch" POST => usage_batch::record_batch,
     "/api/quota/check" POST => quota::check,
+    "/api/quota/consume" POST => quota::consume,
+    "/api/quota/authorize" ANY => authorize::authorize,
     "/api/quota/deny-envelope.example" POST => quota::deny_example,
     "/api/me/entitlements.read" GET => me::entitlements,
     "/api/admin/quotas.reset" POST => admin::quotas_reset,

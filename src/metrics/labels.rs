@@ -6,6 +6,10 @@
 use super::Metrics;
 use crate::domain::Metric;
 
+/// Every value of the `method` label (as `http::context::method_label` folds them).
+pub const METHODS: &[&str] = &[
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "other",
+];
 pub const CHECK_RESULTS: &[&str] = &["allow", "deny"];
 pub const RECORD_OUTCOMES: &[&str] = &["recorded", "duplicate", "conflict", "failed"];
 pub const ROLLOVER_TRIGGERS: &[&str] = &["supervisor", "admin"];
@@ -33,6 +37,15 @@ pub const WEBHOOK_OUTCOMES: &[&str] = &[
 ];
 pub const ORG_LOAD_OUTCOMES: &[&str] = &["loaded", "unknown", "unknown_cached"];
 pub const QUEUES: &[&str] = &["webhooks", "stigg"];
+/// Answers of the Envoy rate limit service.
+pub const RLS_CODES: &[&str] = &[
+    "ok",
+    "over_limit",
+    "unauthenticated",
+    "invalid_argument",
+    "unavailable",
+    "internal",
+];
 
 /// What the series are made from besides the fixed sets above.
 pub struct Known<'a> {
@@ -51,8 +64,13 @@ impl Metrics {
             for result in CHECK_RESULTS {
                 self.quota_checks
                     .with_label_values(&[metric.as_str(), result]);
+                self.quota_consumes
+                    .with_label_values(&[metric.as_str(), result]);
             }
             self.usage_units.with_label_values(&[metric.as_str()]);
+        }
+        for code in RLS_CODES {
+            self.rls_requests.with_label_values(&[code]);
         }
         for outcome in RECORD_OUTCOMES {
             self.usage_records.with_label_values(&[outcome]);
@@ -61,9 +79,12 @@ impl Metrics {
             self.rollover_runs.with_label_values(&[trigger]);
         }
         for (route, method) in known.routes {
-            for class in STATUS_CLASSES {
-                self.http_requests
-                    .with_label_values(&[route, method, class]);
+            let methods: &[&str] = if *method == "ANY" { METHODS } else { &[method] };
+            for method in methods {
+                for class in STATUS_CLASSES {
+                    self.http_requests
+                        .with_label_values(&[route, method, class]);
+                }
             }
             self.http_duration.with_label_values(&[route]);
         }

@@ -19,7 +19,11 @@ pub struct Inner {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub quota_checks: IntCounterVec,
+    pub quota_consumes: IntCounterVec,
+    pub consume_persist_failures: IntCounter,
     pub decision_duration: Histogram,
+    pub rls_requests: IntCounterVec,
+    pub rls_duration: Histogram,
     pub usage_records: IntCounterVec,
     pub usage_units: IntCounterVec,
     pub actors_live: IntGauge,
@@ -151,6 +155,27 @@ impl Metrics {
                 "quota_checks_total",
                 "Quota checks by metric and result (allow or deny)",
                 &["metric", "result"],
+            ),
+            quota_consumes: counter_vec(
+                "quota_consumes_total",
+                "Quota consumes (decide and count) by metric and result (allow or deny)",
+                &["metric", "result"],
+            ),
+            consume_persist_failures: counter(
+                "consume_persist_failures_total",
+                "Writes of consumed units to the store that failed (units kept in memory)",
+            ),
+            rls_requests: counter_vec(
+                "rls_requests_total",
+                "Envoy rate limit service requests by answer (ok, over_limit, or the gRPC error code)",
+                &["code"],
+            ),
+            rls_duration: histogram(
+                "rls_decision_duration_seconds",
+                "Envoy rate limit service: request received to answer",
+                vec![
+                    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2,
+                ],
             ),
             decision_duration: histogram(
                 "quota_decision_duration_seconds",

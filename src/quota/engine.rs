@@ -1,22 +1,20 @@
 //! `QuotaEngine`: what the fronts (HTTP, gRPC) and billing call. It owns the registry of
 //! org actors and the probe actors used by diagnostics, and is where a check is decided
-//! (`check`, from the org's view, on the caller's thread), where a record becomes
-//! durable (`record`, through the org's actor to the store), and where an org is
-//! created. The org-wide sweeps are in `sweep.rs`.
+//! (`check`, from the org's view, on the caller's thread) and where an org is created.
+//! Records are in `record.rs`, consumes in `consume.rs`, the org-wide sweeps in
+//! `sweep.rs`.
 
 use super::actor::OrgActor;
+use super::context::EngineContext;
 use super::messages::*;
-use super::registry::{Registry, Shared};
+use super::registry::Registry;
 use super::view::CheckOutcome;
 use crate::clock::SharedClock;
-use crate::domain::{BillingRecord, Catalogue, Metric, OrgId, PeriodKey, PlanCode, RequestId};
+use crate::domain::{BillingRecord, Catalogue, Metric, OrgId, PeriodKey, PlanCode};
 use crate::metrics::Metrics;
-use crate::store::{
-    Backend, CreateOutcome, CreateReplay, OrgRecord, OrgState, Recorded, StoredLedger,
-};
+use crate::store::{Backend, CreateOutcome, CreateReplay, OrgRecord, OrgState, StoredLedger};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,20 +23,15 @@ pub struct EngineConfig {
     pub arbiters: usize,
     pub idle_ttl: Duration,
     pub recent_capacity: usize,
+    /// How often consumed units are handed to the store.
+    pub consume_flush: Duration,
 }
 
 pub struct QuotaEngine {
     registry: Registry,
     probes: Vec<Addr<Probe>>,
     arbiters: std::sync::Mutex<Vec<Arbiter>>,
-}
-
-/// A usage record as a caller states it.
-pub struct RecordRequest {
-    pub metric: Metric,
-    pub value: u64,
-    pub occurred_at: DateTime<Utc>,
-    pub request: RequestId,
+    flusher: actix_rt::task::JoinHandle<()>,
 }
 
 /// An org to create, and the caller's `Idempotency-Key`.
@@ -54,16 +47,6 @@ pub enum Created {
     Replayed(Vec<u8>),
 }
 
-/// What makes two records "the same payload" for idempotency: the metric, the value and
-/// the instant (not its spelling).
-fn record_fingerprint(metric: &Metric, value: u64, at: DateTime<Utc>) -> [u8; 16] {
-    let nanos = at.timestamp_nanos_opt().unwrap_or(at.timestamp_millis());
-    let digest = Sha256::digest(format!("{metric}\0{value}\0{nanos}"));
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&digest[..16]);
-    out
-}
-
 impl QuotaEngine {
     /// Starts the arbiters; must run inside an actix `System`.
     pub fn start(
@@ -73,16 +56,17 @@ impl QuotaEngine {
         metrics: Metrics,
         config: EngineConfig,
     ) -> Self {
-        let shared = Arc::new(Shared {
+        let ctx = Arc::new(EngineContext {
             backend,
             catalogue,
             clock,
             metrics,
-            map: DashMap::new(),
             idle_ttl: config.idle_ttl,
             recent_capacity: config.recent_capacity,
+            consumed: Default::default(),
         });
-        let (registry, arbiters) = Registry::new(shared, config.arbiters);
+        let flusher = super::consume::start_flusher(ctx.clone(), config.consume_flush);
+        let (registry, arbiters) = Registry::new(ctx, config.arbiters);
         let probes = arbiters
             .iter()
             .map(|a| Probe::start_in_arbiter(&a.handle(), |_| Probe))
@@ -91,6 +75,7 @@ impl QuotaEngine {
             registry,
             probes,
             arbiters: std::sync::Mutex::new(arbiters),
+            flusher,
         }
     }
 
@@ -98,20 +83,20 @@ impl QuotaEngine {
         &self.registry
     }
 
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.registry.shared
+    pub fn context(&self) -> &Arc<EngineContext> {
+        &self.registry.ctx
     }
 
     pub fn backend(&self) -> &Backend {
-        &self.registry.shared.backend
+        &self.registry.ctx.backend
     }
 
     pub fn catalogue(&self) -> &Arc<Catalogue> {
-        &self.registry.shared.catalogue
+        &self.registry.ctx.catalogue
     }
 
     pub fn clock(&self) -> &SharedClock {
-        &self.registry.shared.clock
+        &self.registry.ctx.clock
     }
 
     /// Decides from memory whether `org` may spend `cost` of `metric` at `now`; never
@@ -126,14 +111,12 @@ impl QuotaEngine {
         now: DateTime<Utc>,
     ) -> Result<CheckOutcome, EngineError> {
         let started = Instant::now();
-        let index = self.catalogue().metric_index(metric).ok_or_else(|| {
-            EngineError::Internal(format!("metric {metric} is not in the catalogue"))
-        })?;
+        let index = self.metric_index(metric)?;
         let current = PeriodKey::containing(now);
         let now_ms = now.timestamp_millis();
         let decide = |view: &super::view::OrgView| view.check(index, cost, now_ms);
         // The map guard must not live across an await: take the answer, then drop it.
-        let fast = self.registry.shared.map.get(org).map(|h| decide(&h.view));
+        let fast = self.registry.peek(org, |h| decide(&h.view));
         let mut outcome = match fast {
             Some(outcome) => outcome,
             None => decide(&self.registry.get(org).await?.view),
@@ -142,7 +125,7 @@ impl QuotaEngine {
             self.registry.send(org, CatchUp).await?;
             outcome = decide(&self.registry.get(org).await?.view);
         }
-        let m = &self.registry.shared.metrics;
+        let m = &self.registry.ctx.metrics;
         m.decision_duration.observe(started.elapsed().as_secs_f64());
         let result = if outcome.decision.allow {
             "allow"
@@ -153,70 +136,6 @@ impl QuotaEngine {
             .with_label_values(&[metric.as_str(), result])
             .inc();
         Ok(outcome)
-    }
-
-    /// Records usage once per request id; returns once the record is durable (and the
-    /// org's view shows it).
-    pub async fn record(
-        &self,
-        org: &OrgId,
-        req: RecordRequest,
-        now: DateTime<Utc>,
-    ) -> Result<RecordReply, EngineError> {
-        let m = &self.registry.shared.metrics;
-        let msg = Record {
-            fingerprint: record_fingerprint(&req.metric, req.value, req.occurred_at),
-            period: PeriodKey::containing(req.occurred_at),
-            request: req.request,
-            metric: req.metric.clone(),
-            value: req.value,
-            now_ms: now.timestamp_millis(),
-        };
-        let pending = self.registry.send(org, msg).await?;
-        let answer = match pending.answer.await {
-            Ok(answer) => answer,
-            Err(e) => {
-                m.usage_records.with_label_values(&["failed"]).inc();
-                self.registry
-                    .retire_after_failure(org, pending.generation)
-                    .await;
-                return Err(e);
-            }
-        };
-        match answer {
-            Recorded::New { body, total } => {
-                if let Some((index, _, epoch)) = pending.slot {
-                    pending.view.raise_used(index, epoch, total);
-                }
-                let outcome = if pending.replayed {
-                    "duplicate"
-                } else {
-                    m.idempotency_entries.inc();
-                    m.usage_units
-                        .with_label_values(&[req.metric.as_str()])
-                        .inc_by(req.value);
-                    "recorded"
-                };
-                m.usage_records.with_label_values(&[outcome]).inc();
-                Ok(RecordReply {
-                    body,
-                    replayed: pending.replayed,
-                })
-            }
-            Recorded::Replayed { body } => {
-                m.usage_records.with_label_values(&["duplicate"]).inc();
-                Ok(RecordReply {
-                    body,
-                    replayed: true,
-                })
-            }
-            Recorded::Conflict => {
-                m.usage_records.with_label_values(&["conflict"]).inc();
-                Err(EngineError::Conflict(
-                    "request_id was already used with a different payload".into(),
-                ))
-            }
-        }
     }
 
     pub async fn seed(&self, org: &OrgId, period: PeriodKey) -> Result<SeedReply, EngineError> {
@@ -343,8 +262,10 @@ impl QuotaEngine {
         self.registry.live_count()
     }
 
-    /// Stops the actor arbiters (after the fronts have drained).
+    /// Stops the consume flusher and the actor arbiters (after the fronts have drained
+    /// and `flush_consumes` has run).
     pub fn stop(&self) {
+        self.flusher.abort();
         let arbiters = match self.arbiters.lock() {
             Ok(mut a) => std::mem::take(&mut *a),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),

@@ -83,6 +83,14 @@ impl Message for Record {
     type Result = Result<PendingRecord, EngineError>;
 }
 
+/// Several records of one org (a `record.batch`), handled in order in one message.
+#[derive(Debug, Clone)]
+pub struct RecordBatch(pub Vec<Record>);
+
+impl Message for RecordBatch {
+    type Result = Result<Vec<Result<PendingRecord, EngineError>>, EngineError>;
+}
+
 /// Ensure the org's counter for `period` exists (rolling forward to it if newer).
 #[derive(Debug, Clone)]
 pub struct Seed {

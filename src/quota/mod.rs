@@ -4,15 +4,20 @@
 //! injected clock, never from the system directly.
 
 pub mod actor;
+pub mod consume;
+pub mod context;
 pub mod decision;
 pub mod engine;
 pub mod messages;
+pub mod record;
 pub mod registry;
 pub mod rollover;
 pub mod sweep;
 pub mod view;
 
+pub use consume::ConsumePart;
 pub use decision::{decide, Decision};
-pub use engine::{Created, NewOrg, QuotaEngine, RecordRequest};
+pub use engine::{Created, NewOrg, QuotaEngine};
 pub use messages::{EngineError, EntitlementsView, RecordReply, SeedReply};
-pub use view::{CheckOutcome, OrgView};
+pub use record::RecordRequest;
+pub use view::{CheckOutcome, ConsumeOutcome, OrgView};

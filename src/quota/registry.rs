@@ -11,12 +11,11 @@
 //! however many unknown ids arrive, they cannot occupy the whole blocking pool.
 
 use super::actor::{OrgActor, Snapshot};
+use super::context::{ActorSlots, EngineContext};
 use super::messages::{EngineError, RetireAfterFailure};
 use super::view::OrgView;
-use crate::clock::SharedClock;
-use crate::domain::{Catalogue, OrgId, PeriodKey, PlanCode};
-use crate::metrics::Metrics;
-use crate::store::{Backend, OrgState, StoredLedger};
+use crate::domain::{OrgId, PeriodKey, PlanCode};
+use crate::store::{OrgState, StoredLedger};
 use actix::prelude::*;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -40,26 +39,20 @@ pub struct OrgHandle {
     pub view: Arc<OrgView>,
 }
 
-/// What every org actor shares: the store, the catalogue, the clock.
-pub struct Shared {
-    pub backend: Backend,
-    pub catalogue: Arc<Catalogue>,
-    pub clock: SharedClock,
-    pub metrics: Metrics,
-    pub map: DashMap<OrgId, OrgHandle>,
-    pub idle_ttl: Duration,
-    pub recent_capacity: usize,
-}
+/// The running actors by org. Only the registry adds to it; an actor removes only
+/// its own entry, through `ActorSlots`.
+#[derive(Default)]
+pub struct OrgMap(DashMap<OrgId, OrgHandle>);
 
-impl Shared {
-    /// The period the clock is in: the one every decision is made in.
-    pub fn current_period(&self) -> PeriodKey {
-        PeriodKey::containing(self.clock.now())
+impl ActorSlots for OrgMap {
+    fn release(&self, org: &OrgId, generation: u64) {
+        self.0.remove_if(org, |_, h| h.generation == generation);
     }
 }
 
 pub struct Registry {
-    pub shared: Arc<Shared>,
+    pub ctx: Arc<EngineContext>,
+    map: Arc<OrgMap>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
     next_generation: AtomicU64,
@@ -69,10 +62,11 @@ pub struct Registry {
 
 impl Registry {
     /// Starts `arbiters` threads for org actors (at least one).
-    pub fn new(shared: Arc<Shared>, arbiters: usize) -> (Self, Vec<Arbiter>) {
+    pub fn new(ctx: Arc<EngineContext>, arbiters: usize) -> (Self, Vec<Arbiter>) {
         let owned: Vec<Arbiter> = (0..arbiters.max(1)).map(|_| Arbiter::new()).collect();
         let registry = Self {
-            shared,
+            ctx,
+            map: Arc::default(),
             arbiters: owned.iter().map(Arbiter::handle).collect(),
             next_arbiter: AtomicUsize::new(0),
             next_generation: AtomicU64::new(1),
@@ -103,9 +97,15 @@ impl Registry {
         self.missing.remove(org);
     }
 
+    /// `f` of the org's running actor, if it has one, without cloning its handle (the
+    /// hot path; the map's shard guard is held only during `f`).
+    pub fn peek<T>(&self, org: &OrgId, f: impl FnOnce(&OrgHandle) -> T) -> Option<T> {
+        self.map.0.get(org).map(|h| f(&h))
+    }
+
     /// The org's running actor, if it has one (no store access).
     pub fn live(&self, org: &OrgId) -> Option<OrgHandle> {
-        self.shared.map.get(org).map(|h| h.clone())
+        self.map.0.get(org).map(|h| h.clone())
     }
 
     /// The org's running actor, starting it from the store if needed.
@@ -113,7 +113,7 @@ impl Registry {
         if let Some(handle) = self.live(org) {
             return Ok(handle);
         }
-        let loads = &self.shared.metrics.org_loads;
+        let loads = &self.ctx.metrics.org_loads;
         if self.known_missing(org) {
             loads.with_label_values(&["unknown_cached"]).inc();
             return Err(EngineError::OrgNotFound);
@@ -127,12 +127,12 @@ impl Registry {
             if let Some(handle) = self.live(org) {
                 return Ok(handle);
             }
-            let now = self.shared.clock.now();
-            match self.shared.backend.orgs.get(org).await? {
+            let now = self.ctx.clock.now();
+            match self.ctx.backend.orgs.get(org).await? {
                 None => None,
                 Some(_) => {
                     let period = PeriodKey::containing(now);
-                    let stored = self.shared.backend.ledger.load(org, period).await?;
+                    let stored = self.ctx.backend.ledger.load(org, period).await?;
                     Some(snapshot(org.clone(), stored, now))
                 }
             }
@@ -143,27 +143,29 @@ impl Registry {
             return Err(EngineError::OrgNotFound);
         };
         loads.with_label_values(&["loaded"]).inc();
-        Ok(match self.shared.map.entry(org.clone()) {
+        Ok(match self.map.0.entry(org.clone()) {
             Entry::Occupied(e) => e.get().clone(),
             Entry::Vacant(e) => {
                 let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
                 let i = self.next_arbiter.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
-                let shared = self.shared.clone();
+                let ctx = self.ctx.clone();
+                let slots: Arc<dyn ActorSlots> = self.map.clone();
                 // Published before the actor starts, so a check right after this
                 // returns already sees the loaded state.
-                let view = Arc::new(OrgView::new(&shared.catalogue));
-                let plan = shared.catalogue.get_or_free(&snapshot.state.plan);
-                view.publish_all(
-                    &shared.catalogue,
+                let view = Arc::new(OrgView::new(&ctx.catalogue));
+                let plan = ctx.catalogue.get_or_free(&snapshot.state.plan);
+                // A fresh view: nothing consumed yet, nothing handed over.
+                let _ = view.publish_all(
+                    &ctx.catalogue,
                     snapshot.state.period,
                     &plan,
                     &snapshot.counters,
                 );
-                let now_unix = shared.clock.now().timestamp();
+                let now_unix = ctx.clock.now().timestamp();
                 view.publish_next_change(snapshot.billing.next_change_unix(now_unix));
                 let actor_view = view.clone();
                 let addr = OrgActor::start_in_arbiter(&self.arbiters[i], move |_| {
-                    OrgActor::new(snapshot, generation, actor_view, shared)
+                    OrgActor::new(snapshot, generation, actor_view, ctx, slots)
                 });
                 e.insert(OrgHandle {
                     addr,
@@ -187,9 +189,7 @@ impl Registry {
             let handle = self.get(org).await?;
             match handle.addr.send(msg.clone()).await {
                 Ok(Err(EngineError::Retired)) | Err(_) => {
-                    self.shared
-                        .map
-                        .remove_if(org, |_, h| h.generation == handle.generation);
+                    self.map.release(org, handle.generation);
                     tokio::task::yield_now().await;
                 }
                 Ok(result) => return result,
@@ -210,11 +210,11 @@ impl Registry {
 
     /// Every running org actor's id.
     pub fn live_orgs(&self) -> std::collections::HashSet<OrgId> {
-        self.shared.map.iter().map(|e| e.key().clone()).collect()
+        self.map.0.iter().map(|e| e.key().clone()).collect()
     }
 
     pub fn live_count(&self) -> usize {
-        self.shared.map.len()
+        self.map.0.len()
     }
 }
 

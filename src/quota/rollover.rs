@@ -24,6 +24,8 @@ pub struct RolloverSupervisor {
     /// The sweep and the purge under way.
     in_flight: InFlight,
     stopped: bool,
+    /// The clock and purge timers, cancelled at the stop.
+    timers: Vec<SpawnHandle>,
 }
 
 impl RolloverSupervisor {
@@ -43,13 +45,14 @@ impl RolloverSupervisor {
             purging: false,
             in_flight: InFlight::default(),
             stopped: false,
+            timers: Vec::new(),
         }
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = PeriodKey::containing(self.engine.clock().now());
         self.engine
-            .shared()
+            .context()
             .metrics
             .current_period
             .set(i64::from(now.year() * 100 + now.month()));
@@ -60,9 +63,9 @@ impl RolloverSupervisor {
         self.in_flight.begin();
         let engine = self.engine.clone();
         let sweep = async move { engine.rollover(now, false, "supervisor").await };
-        ctx.spawn(sweep.into_actor(self).map(move |res, act, ctx| {
+        ctx.spawn(sweep.into_actor(self).map(move |res, act, _| {
             act.sweeping = false;
-            act.work_ended(ctx);
+            act.in_flight.end();
             match res {
                 Ok(_) => act.rolled_into = Some(now),
                 // Retried at the next tick.
@@ -83,12 +86,12 @@ impl RolloverSupervisor {
             .backend()
             .ledger
             .purge_requests(cutoff.timestamp_millis());
-        ctx.spawn(purge.into_actor(self).map(|res, act, ctx| {
+        ctx.spawn(purge.into_actor(self).map(|res, act, _| {
             act.purging = false;
-            act.work_ended(ctx);
+            act.in_flight.end();
             match res {
                 Ok(done) => {
-                    let metrics = &act.engine.shared().metrics;
+                    let metrics = &act.engine.context().metrics;
                     metrics.idempotency_purge_runs.inc();
                     metrics.idempotency_purged.inc_by(done.purged);
                     metrics.idempotency_entries.set(done.kept as i64);
@@ -109,9 +112,12 @@ impl RolloverSupervisor {
 }
 
 impl RolloverSupervisor {
-    fn work_ended(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight.end() && self.stopped {
-            ctx.stop();
+    /// Goes quiet for good once stopped. Not `ctx.stop()`: a `Supervisor` restarts a
+    /// stopped actor while anyone holds its address, which would spin; without timers the
+    /// actor ends by itself when the last address is dropped.
+    fn quiesce(&mut self, ctx: &mut Context<Self>) {
+        for timer in self.timers.drain(..) {
+            ctx.cancel_future(timer);
         }
     }
 }
@@ -121,18 +127,18 @@ impl Actor for RolloverSupervisor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         if self.stopped {
-            // Restarted by the supervisor after a shutdown: stay down.
-            ctx.stop();
             return;
         }
         self.tick(ctx);
-        ctx.run_interval(self.check_interval, |act, ctx| act.tick(ctx));
-        ctx.run_interval(self.purge_interval, |act, ctx| act.purge(ctx));
+        self.timers = vec![
+            ctx.run_interval(self.check_interval, |act, ctx| act.tick(ctx)),
+            ctx.run_interval(self.purge_interval, |act, ctx| act.purge(ctx)),
+        ];
     }
 }
 
 /// Stops the supervisor for good (shutdown), answered once the sweep or purge under way
-/// has finished: with no address left, it is not restarted.
+/// has finished; nothing new starts after it.
 pub struct Stop;
 
 impl Message for Stop {
@@ -143,9 +149,7 @@ impl Handler<Stop> for RolloverSupervisor {
     type Result = ResponseFuture<()>;
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) -> Self::Result {
         self.stopped = true;
-        if self.in_flight.is_idle() {
-            ctx.stop();
-        }
+        self.quiesce(ctx);
         Box::pin(self.in_flight.idle())
     }
 }
@@ -161,5 +165,6 @@ impl Supervised for RolloverSupervisor {
         }
         self.sweeping = false;
         self.purging = false;
+        self.timers.clear();
     }
 }

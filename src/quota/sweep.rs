@@ -27,7 +27,7 @@ impl QuotaEngine {
         force: bool,
         trigger: &'static str,
     ) -> Result<u64, EngineError> {
-        let current = self.shared().current_period();
+        let current = self.context().current_period();
         if period > current {
             return Err(EngineError::Conflict(format!(
                 "period {period} is after the current period {current}; nothing was reset"
@@ -83,7 +83,7 @@ impl QuotaEngine {
                 break;
             }
         }
-        let m = &self.shared().metrics;
+        let m = &self.context().metrics;
         m.rollover_runs.with_label_values(&[trigger]).inc();
         m.rollover_orgs.inc_by(updated);
         tracing::info!(%period, force, trigger, updated, failed = first_error.is_some(), "rollover sweep");

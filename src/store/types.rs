@@ -66,11 +66,12 @@ pub fn record_body(period: PeriodKey, total: u64, included: u64) -> Arc<[u8]> {
 pub enum LedgerWrite {
     State(OrgState),
     Billing(Box<BillingRecord>),
-    /// Add `delta` to a counter (units consumed; records go through `record`).
+    /// Adds `delta` to a counter: units consumed (records go through `record`), or
+    /// given back when negative; a counter never goes below zero.
     Usage {
         period: PeriodKey,
         metric: Metric,
-        delta: u64,
+        delta: i64,
     },
     /// Set a counter to zero (a forced reset).
     Zero {

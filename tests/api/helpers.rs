@@ -22,6 +22,8 @@ pub struct TestApp {
     pub engine: Arc<edgequota::quota::QuotaEngine>,
     /// The store's fault injection (inert unless a test arms it).
     pub faults: Arc<edgequota::store::faults::Faults>,
+    /// The gRPC front (Envoy's rate limit service), unless a test disabled it.
+    pub grpc: Option<std::net::SocketAddr>,
     pub running: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -37,6 +39,7 @@ pub fn settings(dir: &std::path::Path, extra: &[(&str, &str)]) -> Settings {
             "127.0.0.1:0".to_string(),
         ),
         ("EDGEQUOTA__SERVER__WORKERS".into(), "2".into()),
+        ("EDGEQUOTA__GRPC__BIND".into(), "127.0.0.1:0".into()),
         ("EDGEQUOTA__STORE__PATH".into(), dir.display().to_string()),
         (
             "EDGEQUOTA__STORE__CACHE_CAPACITY_BYTES".into(),
@@ -79,9 +82,11 @@ pub async fn spawn_app_in(dir: TempDir, now: DateTime<Utc>, extra: &[(&str, &str
     let handle = app.handle();
     let engine = app.engine();
     let faults = app.faults();
+    let grpc = app.grpc_address();
     let running = actix_rt::spawn(app.run_until_stopped());
     TestApp {
         faults,
+        grpc,
         running,
         base,
         client: reqwest::Client::new(),

@@ -4,12 +4,16 @@
 mod helpers;
 
 mod auth;
+mod authorize;
 mod bad_input;
 mod billing;
 mod binary;
+mod consume;
 mod contract;
 mod fake_stigg;
 mod fake_stripe;
+mod gateways;
+mod grpc;
 mod hardening;
 mod observability;
 mod operator_kit;
@@ -20,4 +24,5 @@ mod stigg;
 mod stigg_fake_contract;
 mod stripe_fake_contract;
 mod usage;
+mod usage_batch;
 mod webhooks;

@@ -95,7 +95,7 @@ async fn every_metric_is_exported_and_the_dashboard_and_alerts_only_use_exported
     let names = exported(&scrape);
 
     // The workload reached every registered metric.
-    let registered = &s.t.app.engine.shared().metrics.names;
+    let registered = &s.t.app.engine.context().metrics.names;
     let silent: Vec<_> = registered
         .iter()
         .filter(|n| {

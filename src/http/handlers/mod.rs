@@ -3,6 +3,7 @@
 //! answer; the logic behind them lives in `quota`, `billing` and `auth`.
 
 pub mod admin;
+pub mod authorize;
 pub mod billing;
 pub mod diag;
 pub mod invoices;
@@ -14,6 +15,7 @@ pub mod quota;
 pub mod stigg;
 pub mod stripe_events;
 pub mod usage;
+pub mod usage_batch;
 
 use super::error::{ApiError, ApiResult};
 use super::AppState;

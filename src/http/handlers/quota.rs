@@ -1,5 +1,6 @@
-//! Stories 4.1 and 4.3: the real-time quota check (from memory, never writing) and the
-//! example of the standard denial envelope.
+//! Stories 4.1, 4.3 and 4.4: the real-time quota check (from memory, never writing), the
+//! consume (decide and count in one step) and the example of the standard denial
+//! envelope.
 
 use crate::domain::{Metric, OrgId, PeriodKey};
 use crate::http::context::tag_org;
@@ -8,6 +9,7 @@ use crate::http::error::ApiResult;
 use crate::http::extract::{Auth, Json};
 use crate::http::fields::{self, Fields};
 use crate::http::AppState;
+use crate::quota::Decision;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
@@ -19,12 +21,8 @@ pub struct CheckBody {
     cost: Option<u64>,
 }
 
-pub async fn check(
-    state: web::Data<AppState>,
-    auth: Auth,
-    req: HttpRequest,
-    Json(body): Json<CheckBody>,
-) -> ApiResult<HttpResponse> {
+/// The checked fields of a check or consume body.
+fn decision_request(state: &AppState, body: CheckBody) -> ApiResult<(OrgId, Metric, u64)> {
     let mut f = Fields::new();
     let org = f.required("orgId", body.org_id.as_deref(), OrgId::parse);
     let metric = f.required("metric", body.metric.as_deref(), |m| {
@@ -34,29 +32,66 @@ pub async fn check(
         None => Some(1),
         Some(c) => f.check("cost", fields::amount(c)),
     };
-    let (Some(org), Some(metric), Some(cost)) = (org, metric, cost) else {
-        return Err(f.error());
-    };
-    auth.require_org(&org)?;
-    tag_org(&req, &org);
-    let now = state.now();
-    let outcome = state.engine.check(&org, &metric, cost, now).await?;
+    match (org, metric, cost) {
+        (Some(org), Some(metric), Some(cost)) => Ok((org, metric, cost)),
+        _ => Err(f.error()),
+    }
+}
+
+/// 200 `{allow, remaining}` with the RateLimit headers, or the standard denial.
+fn decision_response(
+    metric: &Metric,
+    decision: Decision,
+    included: u64,
+    period: PeriodKey,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<HttpResponse> {
     let limits = Limits {
-        metric: &metric,
-        period: outcome.period,
-        included: outcome.included,
-        remaining: outcome.decision.remaining,
+        metric,
+        period,
+        included,
+        remaining: decision.remaining,
         now,
     };
-    if !outcome.decision.allow {
+    if !decision.allow {
         return Err(limits.denial());
     }
     let mut res = HttpResponse::Ok();
     limits.apply(&mut res);
     Ok(res.json(serde_json::json!({
         "allow": true,
-        "remaining": outcome.decision.remaining,
+        "remaining": decision.remaining,
     })))
+}
+
+pub async fn check(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    Json(body): Json<CheckBody>,
+) -> ApiResult<HttpResponse> {
+    let (org, metric, cost) = decision_request(&state, body)?;
+    auth.require_org(&org)?;
+    tag_org(&req, &org);
+    let now = state.now();
+    let o = state.engine.check(&org, &metric, cost, now).await?;
+    decision_response(&metric, o.decision, o.included, o.period, now)
+}
+
+/// As `check`, except that an allowed answer has counted the cost (`remaining` is
+/// after it).
+pub async fn consume(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    Json(body): Json<CheckBody>,
+) -> ApiResult<HttpResponse> {
+    let (org, metric, cost) = decision_request(&state, body)?;
+    auth.require_org(&org)?;
+    tag_org(&req, &org);
+    let now = state.now();
+    let o = state.engine.consume(&org, &metric, cost, now).await?;
+    decision_response(&metric, o.decision, o.included, o.period, now)
 }
 
 /// Any authenticated caller may see the envelope; it describes the free plan's

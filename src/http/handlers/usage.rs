@@ -1,5 +1,6 @@
 //! Stories 1.5 and 4.2: seed an org's counter for a period, and record usage —
-//! idempotent on `request_id`, answered only once the record is durable.
+//! idempotent on `request_id`, answered only once the record is durable. The batch
+//! form (4.7) is in `usage_batch.rs`.
 
 use crate::domain::{OrgId, ParseError, PeriodKey, RequestId};
 use crate::http::context::tag_org;
@@ -67,13 +68,12 @@ fn occurred_at(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ParseErro
     Ok(at)
 }
 
-pub async fn record(
-    state: web::Data<AppState>,
-    auth: Auth,
-    req: HttpRequest,
-    Json(body): Json<RecordBody>,
-) -> ApiResult<HttpResponse> {
-    let now = state.now();
+/// The checked fields of one record (alone, or one event of a batch).
+pub(super) fn record_request(
+    state: &AppState,
+    body: RecordBody,
+    now: DateTime<Utc>,
+) -> ApiResult<(OrgId, RecordRequest)> {
     let mut f = Fields::new();
     let org = f.required("orgId", body.org_id.as_deref(), OrgId::parse);
     let metric = f.required("metric", body.metric.as_deref(), |m| {
@@ -89,14 +89,25 @@ pub async fn record(
     else {
         return Err(f.error());
     };
-    auth.require_org(&org)?;
-    tag_org(&req, &org);
     let usage = RecordRequest {
         metric,
         value,
         occurred_at: at,
         request,
     };
+    Ok((org, usage))
+}
+
+pub async fn record(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    Json(body): Json<RecordBody>,
+) -> ApiResult<HttpResponse> {
+    let now = state.now();
+    let (org, usage) = record_request(&state, body, now)?;
+    auth.require_org(&org)?;
+    tag_org(&req, &org);
     let reply = state.engine.record(&org, usage, now).await?;
     let mut res = HttpResponse::Ok();
     if reply.replayed {

@@ -78,6 +78,15 @@ impl Handler<Record> for OrgActor {
     }
 }
 
+impl Handler<RecordBatch> for OrgActor {
+    type Result = Result<Vec<Result<PendingRecord, EngineError>>, EngineError>;
+
+    fn handle(&mut self, msg: RecordBatch, ctx: &mut Context<Self>) -> Self::Result {
+        refuse_if_retired!(self);
+        Ok(msg.0.into_iter().map(|r| self.record(r, ctx)).collect())
+    }
+}
+
 impl Handler<RetireAfterFailure> for OrgActor {
     type Result = ();
 

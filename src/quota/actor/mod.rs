@@ -14,10 +14,11 @@ mod handlers;
 mod record;
 mod roll;
 
+use super::context::{ActorSlots, EngineContext};
 use super::messages::*;
-use super::registry::Shared;
 use super::view::OrgView;
 use crate::domain::{BillingRecord, Metric, OrgId, PeriodKey, Plan, RequestId};
+use crate::quota::consume::usage_writes;
 use crate::store::{LedgerWrite, OrgState};
 use actix::prelude::*;
 use futures_util::future::{self as future_util, FutureExt};
@@ -52,7 +53,9 @@ impl Known {
 }
 
 pub struct OrgActor {
-    shared: Arc<Shared>,
+    shared: Arc<EngineContext>,
+    /// Where this actor is registered (it removes itself on retiring).
+    slots: Arc<dyn ActorSlots>,
     generation: u64,
     org: OrgId,
     plan: Arc<Plan>,
@@ -87,7 +90,8 @@ impl OrgActor {
         snapshot: Snapshot,
         generation: u64,
         view: Arc<OrgView>,
-        shared: Arc<Shared>,
+        shared: Arc<EngineContext>,
+        slots: Arc<dyn ActorSlots>,
     ) -> Self {
         let plan = shared.catalogue.get_or_free(&snapshot.state.plan);
         Self {
@@ -108,6 +112,7 @@ impl OrgActor {
             release_requested: false,
             retired: false,
             shared,
+            slots,
         }
     }
 
@@ -164,9 +169,20 @@ impl OrgActor {
     fn retire(&mut self, ctx: &mut Context<Self>) {
         self.retired = true;
         let generation = self.generation;
-        self.shared
-            .map
-            .remove_if(&self.org, |_, handle| handle.generation == generation);
+        self.slots.release(&self.org, generation);
+        // Consumed units still pending go to the store now (submitted before anything
+        // could load the org afresh), not at the flusher's next tick.
+        let writes = usage_writes(&self.shared, &self.view.take_pending());
+        if !writes.is_empty() {
+            let commit = self.shared.backend.ledger.commit(&self.org, writes);
+            let (org, metrics) = (self.org.clone(), self.shared.metrics.clone());
+            tokio::spawn(async move {
+                if let Err(e) = commit.await {
+                    metrics.consume_persist_failures.inc();
+                    tracing::error!(org = %org, error.cause_chain = %crate::errors::chain(&e), "consumed units not persisted");
+                }
+            });
+        }
         ctx.stop();
     }
 

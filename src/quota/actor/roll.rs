@@ -5,6 +5,7 @@
 
 use super::OrgActor;
 use crate::domain::PeriodKey;
+use crate::quota::consume::usage_writes;
 use crate::quota::messages::EngineError;
 use crate::store::LedgerWrite;
 use actix::prelude::*;
@@ -53,10 +54,13 @@ impl OrgActor {
                 Ok(counters) => {
                     act.state.period = period;
                     act.rolled_from = None;
-                    act.view
-                        .publish_all(&act.shared.catalogue, period, &act.plan, &counters);
-                    let write = act.state_write();
-                    let durable = act.commit(ctx, vec![write]);
+                    // Units consumed in the old period and not yet persisted go with it.
+                    let left =
+                        act.view
+                            .publish_all(&act.shared.catalogue, period, &act.plan, &counters);
+                    let mut writes = usage_writes(&act.shared, &left);
+                    writes.push(act.state_write());
+                    let durable = act.commit(ctx, writes);
                     Box::pin(durable.into_actor(act).map(|res, _, _| res.map(|()| true)))
                 }
                 Err(e) => Box::pin(fut::ready(Err(EngineError::from(e)))),
@@ -69,21 +73,23 @@ impl OrgActor {
     /// zeroed too: the store applies them first, and the view ignores their totals).
     fn zero_current(&mut self, ctx: &mut Context<Self>) -> Reply<bool> {
         let changed = self.counters().values().any(|used| *used > 0);
-        let writes = self
-            .shared
-            .catalogue
-            .metrics()
-            .iter()
-            .map(|m| LedgerWrite::Zero {
-                period: self.state.period,
-                metric: m.clone(),
-            })
-            .collect();
-        self.view.publish_all(
+        let left = self.view.publish_all(
             &self.shared.catalogue,
             self.state.period,
             &self.plan,
             &HashMap::new(),
+        );
+        // Consumed units not yet persisted are stored first, then zeroed with the rest.
+        let mut writes = usage_writes(&self.shared, &left);
+        writes.extend(
+            self.shared
+                .catalogue
+                .metrics()
+                .iter()
+                .map(|m| LedgerWrite::Zero {
+                    period: self.state.period,
+                    metric: m.clone(),
+                }),
         );
         let durable = self.commit(ctx, writes);
         Box::pin(

@@ -110,7 +110,7 @@ impl LedgerStore for MemoryLedger {
                     delta,
                 } => {
                     let c = l.counters.entry((org.clone(), period, metric)).or_default();
-                    *c = c.saturating_add(delta);
+                    *c = c.saturating_add_signed(delta);
                 }
                 LedgerWrite::Zero { period, metric } => {
                     l.counters.insert((org.clone(), period, metric), 0);

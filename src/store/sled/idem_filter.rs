@@ -75,7 +75,7 @@ impl IdemFilter {
     pub fn build_from(&self, ledger_tree: &sled::Tree) -> StoreResult<Option<u64>> {
         let mut n = 0u64;
         for key in ledger::all_idem_keys(ledger_tree) {
-            if n % 4096 == 0 && self.abandon.load(Ordering::Relaxed) {
+            if n.is_multiple_of(4096) && self.abandon.load(Ordering::Relaxed) {
                 return Ok(None);
             }
             self.insert(&key?);

@@ -212,6 +212,18 @@ impl<'a> Batch<'a> {
         Ok(total)
     }
 
+    fn add_signed(&mut self, key: Vec<u8>, delta: i64) -> StoreResult<u64> {
+        if delta >= 0 {
+            return self.add_to(key, delta.unsigned_abs());
+        }
+        let total = self.total(&key)?.saturating_sub(delta.unsigned_abs());
+        self.batch
+            .insert(key.as_slice(), ledger::encode_counter(total));
+        self.totals.insert(key, total);
+        self.writes += 1;
+        Ok(total)
+    }
+
     fn record(&mut self, org: &OrgId, u: UsageRecord) -> StoreResult<Recorded> {
         let key = ledger::idem_key(org, &u.request);
         let seen = match self.requests.get(&key) {
@@ -263,7 +275,7 @@ impl<'a> Batch<'a> {
                     metric,
                     delta,
                 } => {
-                    self.add_to(ledger::counter_key(org, period, &metric), delta)?;
+                    self.add_signed(ledger::counter_key(org, period, &metric), delta)?;
                 }
                 LedgerWrite::Zero { period, metric } => {
                     let key = ledger::counter_key(org, period, &metric);

@@ -1,10 +1,13 @@
 //! Reliability tests against the real binary as a child process: crash safety under
 //! `kill -9`, clean restart and signals, start-up failures and the first start, the data
-//! directory's contents, a full disk, and rollover with an injected clock.
+//! directory's contents, a full disk, rollover with an injected clock, and the
+//! write-behind window of consumes.
 //!
 //! Children never inherit the caller's `EDGEQUOTA__*` variables: each test sets exactly
 //! the settings it means.
 
+mod batch;
+mod consume;
 mod crash;
 mod disk;
 mod lifecycle;
@@ -25,6 +28,8 @@ pub const MID_MONTH: &str = "2026-03-14T12:00:00Z";
 pub struct Server {
     child: Child,
     pub base: String,
+    /// The gRPC front's address (`host:port`), when it is enabled.
+    pub grpc: Option<String>,
     /// Every line the binary wrote to stdout (its JSON log).
     pub log: Arc<Mutex<Vec<String>>>,
 }
@@ -39,6 +44,7 @@ pub fn command(dir: &Path, extra: &[(&str, &str)]) -> Command {
         }
     }
     cmd.env("EDGEQUOTA__SERVER__BIND", "127.0.0.1:0")
+        .env("EDGEQUOTA__GRPC__BIND", "127.0.0.1:0")
         .env("EDGEQUOTA__STORE__PATH", dir)
         .env("EDGEQUOTA__AUTH__ADMIN_TOKENS", crate::helpers::ADMIN)
         .env("EDGEQUOTA__AUTH__SERVICE_TOKENS", SERVICE)
@@ -65,15 +71,23 @@ impl Server {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let lines = log.clone();
+        let grpc = Arc::new(Mutex::new(None));
+        let grpc_seen = grpc.clone();
         std::thread::spawn(move || {
             let mut sent = false;
+            let addr_after = |line: &str, marker: &str| {
+                line.split(marker).nth(1).map(|rest| {
+                    rest.chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                        .collect::<String>()
+                })
+            };
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = addr_after(&line, "rate limit service) serving on ") {
+                    *grpc_seen.lock().unwrap() = Some(addr);
+                }
                 if !sent {
-                    if let Some(rest) = line.split("listening on ").nth(1) {
-                        let addr: String = rest
-                            .chars()
-                            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                            .collect();
+                    if let Some(addr) = addr_after(&line, "listening on ") {
                         let _ = tx.send(addr);
                         sent = true;
                     }
@@ -84,9 +98,12 @@ impl Server {
         let addr = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("the binary logs `listening on <addr>`");
+        // The gRPC front starts (and logs) before the HTTP one.
+        let grpc = grpc.lock().unwrap().clone();
         Server {
             child,
             base: format!("http://{addr}"),
+            grpc,
             log,
         }
     }

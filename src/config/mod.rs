@@ -3,14 +3,19 @@
 //!
 //! The environment layer is applied to the parsed TOML tree before it is deserialized,
 //! so an override takes the type of the setting it replaces (lists split on commas).
+//! The sections themselves are in `sections.rs`.
 
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+mod sections;
+
+pub use sections::*;
+
 /// The defaults shipped with the binary, so `cargo run` works from any directory.
-pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
-pub const DEFAULT_PLANS_TOML: &str = include_str!("../config/plans.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+pub const DEFAULT_PLANS_TOML: &str = include_str!("../../config/plans.toml");
 const ENV_PREFIX: &str = "EDGEQUOTA__";
 
 #[derive(Debug, thiserror::Error)]
@@ -49,145 +54,6 @@ impl fmt::Debug for Secret {
             "\"[redacted]\""
         })
     }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    pub server: ServerSettings,
-    pub store: StoreSettings,
-    pub auth: AuthSettings,
-    pub engine: EngineSettings,
-    pub rollover: RolloverSettings,
-    pub plans: PlanSettings,
-    pub telemetry: TelemetrySettings,
-    pub debug_log: DebugLogSettings,
-    pub clock: ClockSettings,
-    pub stripe: StripeSettings,
-    pub webhooks: WebhookSettings,
-    pub stigg: StiggSettings,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerSettings {
-    pub bind: String,
-    pub workers: usize,
-    pub body_limit_bytes: usize,
-    pub webhook_body_limit_bytes: usize,
-    pub body_read_timeout_ms: u64,
-    pub max_connections: usize,
-    pub shutdown_timeout_secs: u64,
-    pub shutdown_grace_ms: u64,
-    pub open_diagnostics: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoreSettings {
-    pub path: PathBuf,
-    pub cache_capacity_bytes: u64,
-    pub commit_max_batch: usize,
-    pub fdatasync: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthSettings {
-    pub admin_tokens: Vec<Secret>,
-    pub service_tokens: Vec<Secret>,
-    pub token_file: PathBuf,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EngineSettings {
-    pub arbiters: usize,
-    pub actor_idle_ttl_secs: u64,
-    pub recent_idempotency_entries: usize,
-    pub idempotency_retention_days: u32,
-    pub purge_interval_secs: u64,
-    pub idempotency_filter_bits_log2: u32,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RolloverSettings {
-    pub check_interval_ms: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlanSettings {
-    pub file: PathBuf,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TelemetrySettings {
-    pub format: LogFormat,
-    pub level: String,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Json,
-    Pretty,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DebugLogSettings {
-    pub capacity: usize,
-    pub hot_path_sample_every: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClockSettings {
-    pub start_at: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StripeSettings {
-    pub api_key: Secret,
-    pub base_url: String,
-    pub webhook_secrets: Vec<Secret>,
-    pub timeout_ms: u64,
-    pub max_retries: u32,
-    pub retry_backoff_ms: u64,
-    pub portal_return_url: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookSettings {
-    pub tolerance_secs: i64,
-    pub max_attempts: u32,
-    pub retry_base_ms: u64,
-    pub retry_max_ms: u64,
-    pub poll_interval_ms: u64,
-    pub retention_days: u32,
-    pub outage_budget_hours: u64,
-    pub outage_retry_max_ms: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StiggSettings {
-    pub api_key: Secret,
-    pub base_url: String,
-    pub timeout_ms: u64,
-    pub request_attempts: u32,
-    pub request_backoff_ms: u64,
-    pub retry_base_ms: u64,
-    pub retry_max_ms: u64,
-    pub poll_interval_ms: u64,
-    pub max_attempts: u32,
-    pub outage_budget_hours: u64,
-    pub outage_retry_max_ms: u64,
 }
 
 impl Settings {
@@ -357,108 +223,4 @@ fn apply_env(tree: &mut toml::Table, path: &str, raw: &str) -> Result<(), Config
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn defaults_match_the_spec() {
-        let s = Settings::load_with_env(None, env(&[])).unwrap();
-        assert_eq!(s.server.bind, "127.0.0.1:8080");
-        assert_eq!(s.store.path, PathBuf::from("./data"));
-        assert!(s.auth.admin_tokens.is_empty());
-        assert_eq!(s.stripe.base_url, "https://api.stripe.com");
-    }
-
-    #[test]
-    fn environment_overrides_with_the_documented_names() {
-        let s = Settings::load_with_env(
-            None,
-            env(&[
-                ("EDGEQUOTA__SERVER__BIND", "0.0.0.0:9000"),
-                ("EDGEQUOTA__STORE__PATH", "/tmp/x"),
-                ("EDGEQUOTA__AUTH__ADMIN_TOKENS", "a1, a2"),
-                ("EDGEQUOTA__AUTH__SERVICE_TOKENS", "s1"),
-                ("EDGEQUOTA__STRIPE__API_KEY", "sk_test"),
-                ("EDGEQUOTA__STRIPE__BASE_URL", "http://127.0.0.1:1"),
-                ("EDGEQUOTA__STRIPE__WEBHOOK_SECRETS", "whsec_1,whsec_2"),
-                ("EDGEQUOTA__STIGG__API_KEY", "stigg"),
-                ("EDGEQUOTA__STIGG__BASE_URL", "http://127.0.0.1:2"),
-                ("EDGEQUOTA__SERVER__OPEN_DIAGNOSTICS", "false"),
-                ("EDGEQUOTA__ENGINE__ACTOR_IDLE_TTL_SECS", "7"),
-                ("UNRELATED", "x"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(s.server.bind, "0.0.0.0:9000");
-        assert_eq!(s.store.path, PathBuf::from("/tmp/x"));
-        assert_eq!(
-            s.auth.admin_tokens,
-            vec![Secret::new("a1"), Secret::new("a2")]
-        );
-        assert_eq!(s.auth.service_tokens, vec![Secret::new("s1")]);
-        assert_eq!(s.stripe.api_key.expose(), "sk_test");
-        assert_eq!(s.stripe.webhook_secrets.len(), 2);
-        assert_eq!(s.stigg.base_url, "http://127.0.0.1:2");
-        assert!(!s.server.open_diagnostics);
-        assert_eq!(s.engine.actor_idle_ttl_secs, 7);
-    }
-
-    #[test]
-    fn a_config_file_overlays_the_defaults_and_the_environment_wins() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("edgequota.toml");
-        std::fs::write(
-            &path,
-            "[server]\nbind = \"127.0.0.1:9999\"\nworkers = 3\n[store]\npath = \"/srv/eq\"\n",
-        )
-        .unwrap();
-        let s = Settings::load_with_env(Some(&path), env(&[("EDGEQUOTA__SERVER__WORKERS", "5")]))
-            .unwrap();
-        assert_eq!(s.server.bind, "127.0.0.1:9999");
-        assert_eq!(s.server.workers, 5);
-        assert_eq!(s.store.path, PathBuf::from("/srv/eq"));
-        assert_eq!(
-            s.store.commit_max_batch, 4096,
-            "untouched settings keep their defaults"
-        );
-        let missing = Settings::load_with_env(Some(&dir.path().join("nope.toml")), env(&[]));
-        assert!(matches!(missing, Err(ConfigError::Read { .. })));
-        std::fs::write(&path, "[server]\nbind = 5\n").unwrap();
-        assert!(Settings::load_with_env(Some(&path), env(&[])).is_err());
-    }
-
-    #[test]
-    fn bad_overrides_are_refused_with_their_name() {
-        let err = Settings::load_with_env(None, env(&[("EDGEQUOTA__SERVER__WORKERS", "many")]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("EDGEQUOTA__SERVER__WORKERS"), "{err}");
-        let err = Settings::load_with_env(None, env(&[("EDGEQUOTA__SERVER__NOPE", "1")]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("unknown setting"), "{err}");
-    }
-
-    #[test]
-    fn secrets_are_redacted_in_debug_output() {
-        let s = Settings::load_with_env(None, env(&[("EDGEQUOTA__STRIPE__API_KEY", "sk_live_x")]))
-            .unwrap();
-        assert!(!format!("{s:?}").contains("sk_live_x"));
-    }
-
-    #[test]
-    fn retention_below_35_days_is_refused() {
-        let r = Settings::load_with_env(
-            None,
-            env(&[("EDGEQUOTA__ENGINE__IDEMPOTENCY_RETENTION_DAYS", "10")]),
-        );
-        assert!(r.is_err());
-    }
-}
+mod tests;

@@ -4,6 +4,9 @@
 //! counted once at open and then moved with every change, so gauges never scan. Every
 //! change runs on the blocking pool and ends with a flush.
 //!
+//! The `JobQueue` trait's implementation (each call on the blocking pool, then a flush
+//! through the writer when it changed something) is in `queue.rs`.
+//!
 //! Keys (job ids never contain NUL):
 //! - `j\0{id}`                        → the job (version byte + postcard)
 //! - `s{state}\0{seq:be64}`           → id
@@ -17,14 +20,17 @@
 use super::codec::{decode, encode};
 use super::Inner;
 use crate::store::jobs::{Inserted, Job, JobState};
-use crate::store::{blocking, JobQueue, StoreError, StoreFuture, StoreResult};
-use futures_util::FutureExt;
+use crate::store::{StoreError, StoreResult};
 use serde::{de::DeserializeOwned, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
+
+mod queue;
+
+pub use queue::SharedJobTree;
 
 pub struct JobTree<P> {
     tree: sled::Tree,
@@ -339,195 +345,5 @@ impl<P: Serialize + DeserializeOwned> JobTree<P> {
     }
 }
 
-impl<P> JobTree<P>
-where
-    P: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-{
-    /// Runs `f` on the blocking pool; with `durable`, flushes afterwards.
-    fn run<T: Send + 'static>(
-        self: &Arc<Self>,
-        durable: bool,
-        f: impl FnOnce(&Self) -> StoreResult<T> + Send + 'static,
-    ) -> StoreFuture<T> {
-        let this = self.clone();
-        async move {
-            let q = this.clone();
-            let out = blocking(move || f(&q)).await?;
-            if let (true, Some(inner)) = (durable, this.inner.clone()) {
-                super::flush(inner).await?;
-            }
-            Ok(out)
-        }
-        .boxed()
-    }
-
-    /// Runs `f` on the blocking pool, then flushes if `changed` says it changed anything.
-    fn run_then_flush_if<T: Send + 'static>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&Self) -> StoreResult<T> + Send + 'static,
-        changed: impl FnOnce(&T) -> bool + Send + 'static,
-    ) -> StoreFuture<T> {
-        let run = self.run(false, f);
-        let inner = self.inner.clone();
-        async move {
-            let out = run.await?;
-            if let (true, Some(inner)) = (changed(&out), inner) {
-                super::flush(inner).await?;
-            }
-            Ok(out)
-        }
-        .boxed()
-    }
-}
-
-/// The trait is implemented on `Arc<JobTree>` handles so each call can own its tree.
-pub struct SharedJobTree<P>(pub Arc<JobTree<P>>);
-
-impl<P> JobQueue<P> for SharedJobTree<P>
-where
-    P: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-{
-    fn next_seq(&self) -> StoreFuture<u64> {
-        self.0.run(false, |q| match &q.inner {
-            Some(inner) => Ok(inner.db.generate_id()?),
-            None => Err(StoreError::Unavailable(format!(
-                "{}: an upgrade-only queue hands out no sequence numbers",
-                q.name
-            ))),
-        })
-    }
-
-    fn insert_new(&self, job: Job<P>) -> StoreFuture<Inserted<P>> {
-        self.0.run(true, move |q| q.insert_new(&job))
-    }
-
-    fn get(&self, id: &str) -> StoreFuture<Option<Job<P>>> {
-        let id = id.to_owned();
-        self.0.run(false, move |q| q.get(&id))
-    }
-
-    fn replace(&self, expected: Job<P>, new: Job<P>) -> StoreFuture<bool> {
-        self.0.run(true, move |q| q.replace(&expected, &new))
-    }
-
-    fn claim_due(&self, now_ms: i64, limit: usize, lease_ms: i64) -> StoreFuture<Vec<Job<P>>> {
-        self.0
-            .run(false, move |q| q.claim_due(now_ms, limit, lease_ms))
-    }
-
-    fn list(
-        &self,
-        state: JobState,
-        after_seq: Option<u64>,
-        limit: usize,
-    ) -> StoreFuture<Vec<Job<P>>> {
-        self.0.run(false, move |q| q.list(state, after_seq, limit))
-    }
-
-    fn oldest(&self, state: JobState) -> StoreFuture<Option<Job<P>>> {
-        self.0.run(false, move |q| q.oldest(state))
-    }
-
-    fn count(&self, state: JobState) -> StoreFuture<u64> {
-        futures_util::future::ready(Ok(self.0.count(state))).boxed()
-    }
-
-    fn purge_finished_before(&self, state: JobState, cutoff_ms: i64) -> StoreFuture<u64> {
-        self.0.run_then_flush_if(
-            move |q| q.purge_finished_before(state, cutoff_ms),
-            |purged| *purged > 0,
-        )
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn queue() -> JobTree<String> {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        JobTree::bare(db.open_tree("jobs").unwrap(), "jobs", 1).unwrap()
-    }
-
-    fn job(id: &str, seq: u64, due: i64) -> Job<String> {
-        let mut j = Job::queued(id.into(), seq, format!("payload of {id}"), 0);
-        j.next_attempt_ms = due;
-        j
-    }
-
-    #[test]
-    fn a_job_is_stored_once_and_listed_in_arrival_order() {
-        let q = queue();
-        assert!(matches!(
-            q.insert_new(&job("b", 2, 0)).unwrap(),
-            Inserted::New
-        ));
-        assert!(matches!(
-            q.insert_new(&job("a", 1, 0)).unwrap(),
-            Inserted::New
-        ));
-        assert!(matches!(
-            q.insert_new(&job("a", 3, 0)).unwrap(),
-            Inserted::Existing(e) if e.seq == 1
-        ));
-        let ids: Vec<_> = q
-            .list(JobState::Queued, None, 10)
-            .unwrap()
-            .into_iter()
-            .map(|j| j.id)
-            .collect();
-        assert_eq!(ids, ["a", "b"]);
-        assert_eq!(q.list(JobState::Queued, Some(1), 10).unwrap()[0].id, "b");
-        assert_eq!(q.count(JobState::Queued), 2);
-        assert_eq!(q.oldest(JobState::Queued).unwrap().unwrap().id, "a");
-    }
-
-    #[test]
-    fn due_reads_only_what_is_due_including_past_instants() {
-        let q = queue();
-        q.insert_new(&job("later", 1, 5_000)).unwrap();
-        q.insert_new(&job("now", 2, 1_000)).unwrap();
-        q.insert_new(&job("long-ago", 3, -7_000)).unwrap();
-        let due: Vec<_> = q
-            .due(1_000, 10)
-            .unwrap()
-            .into_iter()
-            .map(|j| j.id)
-            .collect();
-        assert_eq!(due, ["long-ago", "now"]);
-        assert_eq!(q.due(1_000, 1).unwrap().len(), 1);
-        assert_eq!(q.next_due_ms().unwrap(), Some(-7_000));
-        assert_eq!(q.due(9_999, 10).unwrap().len(), 3);
-    }
-
-    #[test]
-    fn replace_moves_the_indices_and_counts_and_refuses_a_stale_expectation() {
-        let q = queue();
-        let queued = job("a", 1, 0);
-        q.insert_new(&queued).unwrap();
-        let done = queued.finished(JobState::Done, None, 10);
-        assert!(q.replace(&queued, &done).unwrap());
-        assert!(!q.replace(&queued, &done).unwrap(), "stale");
-        assert_eq!((q.count(JobState::Queued), q.count(JobState::Done)), (0, 1));
-        assert!(q.due(i64::MAX - 1, 10).unwrap().is_empty());
-        assert_eq!(q.get("a").unwrap().unwrap().state, JobState::Done);
-        // Counts are rebuilt from the indices on open.
-        let reopened = JobTree::<String>::bare(q.tree.clone(), "jobs", 1).unwrap();
-        assert_eq!(reopened.count(JobState::Done), 1);
-    }
-
-    #[test]
-    fn finished_jobs_older_than_the_cutoff_are_purged() {
-        let q = queue();
-        for (id, seq, at) in [("old", 1, 1_000), ("new", 2, 9_000)] {
-            let j = job(id, seq, 0);
-            q.insert_new(&j).unwrap();
-            q.replace(&j, &j.finished(JobState::Done, None, at))
-                .unwrap();
-        }
-        assert_eq!(q.purge_finished_before(JobState::Done, 5_000).unwrap(), 1);
-        assert!(q.get("old").unwrap().is_none());
-        assert!(q.get("new").unwrap().is_some());
-        assert_eq!(q.count(JobState::Done), 1);
-    }
-}
+mod tests;

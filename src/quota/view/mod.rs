@@ -1,22 +1,29 @@
 //! `OrgView`: an org's counters in memory — the current period and, per catalogue
-//! metric, the included amount and the amount used — read by checks on the caller's own
-//! thread and written with atomics only.
+//! metric, the included amount and the amount used — read by checks and changed by
+//! consumes on the caller's own thread, with atomics only.
 //!
 //! Each used counter shares its atomic with an epoch (the top 16 bits; the count is the
 //! low 48): the org's actor starts a new epoch whenever it replaces the counters (a
-//! period roll, a forced reset). A record that finishes updates its counter only if the
-//! epoch is still the one it started in, so a record computed before a reset can never
-//! land after it, and the update is one compare-and-swap, never a lock. A check therefore
+//! period roll, a forced reset). A record that finishes adds its delta only if the epoch
+//! is still the one it started in, so a record computed before a reset can never land
+//! after it, and the update is one compare-and-swap, never a lock. A check therefore
 //! costs a map lookup and a few loads instead of two thread wake-ups (on small virtual
-//! machines a cross-thread wake-up costs tens of microseconds).
+//! machines a cross-thread wake-up costs tens of microseconds). Consumes — decide and
+//! count in one compare-and-swap — are in `consume.rs`.
+
+mod consume;
+
+pub use consume::{ConsumeOutcome, Refund, Taken};
 
 use super::decision::{decide, Decision};
 use crate::domain::{Catalogue, Metric, PeriodKey, Plan};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64};
 
 const COUNT_BITS: u32 = 48;
 const COUNT_MAX: u64 = (1 << COUNT_BITS) - 1;
+const EPOCH_MASK: u64 = 0xffff;
 
 fn pack(epoch: u64, used: u64) -> u64 {
     (epoch << COUNT_BITS) | used.min(COUNT_MAX)
@@ -30,6 +37,21 @@ fn used_of(packed: u64) -> u64 {
     packed & COUNT_MAX
 }
 
+/// A signed 48-bit count (consumed units not yet handed to the store; a refund after
+/// they were can make it negative) with its epoch.
+fn pack_signed(epoch: u64, value: i64) -> u64 {
+    (epoch << COUNT_BITS) | (value as u64 & COUNT_MAX)
+}
+
+fn signed_of(packed: u64) -> i64 {
+    ((packed << (64 - COUNT_BITS)) as i64) >> (64 - COUNT_BITS)
+}
+
+/// The epoch and period the view is in, packed so that one load reads both.
+fn pack_epoch_period(epoch: u64, period: PeriodKey) -> u64 {
+    (epoch << 32) | u64::from(period.index())
+}
+
 pub struct OrgView {
     period: AtomicU32,
     /// When the plan in force changes by itself next (a scheduled downgrade), in Unix
@@ -37,8 +59,15 @@ pub struct OrgView {
     /// follow the plan first, instead of waiting for the actor's next tick.
     next_change_ms: AtomicI64,
     included: Box<[AtomicU64]>,
-    /// Epoch (high bits) and used (low bits), per metric.
+    /// Epoch (high bits) and used (low bits), per metric: records and consumes alike.
     used: Box<[AtomicU64]>,
+    /// Epoch and consumed units not yet handed to the store, per metric.
+    pending: Box<[AtomicU64]>,
+    /// The current epoch and period together (see `pack_epoch_period`), published last
+    /// by `publish_all`: a consume pairs its epoch with the period it counts in.
+    epoch_period: AtomicU64,
+    /// The view is in the engine's list of views with consumes to persist.
+    queued: AtomicBool,
     /// Set by readers so that an org served only by checks is not evicted as idle (and
     /// an actor a sweep started is not retired under a reader).
     touched: AtomicBool,
@@ -69,26 +98,43 @@ impl OrgView {
             next_change_ms: AtomicI64::new(i64::MAX),
             included: zeros(),
             used: zeros(),
+            pending: zeros(),
+            epoch_period: AtomicU64::new(0),
+            queued: AtomicBool::new(false),
             touched: AtomicBool::new(false),
         }
     }
 
     /// Replaces everything: period, the plan's amounts, the period's counters — in a new
-    /// epoch, so records that started before count only through the store.
+    /// epoch, so records that started before count only through the store. Returns the
+    /// consumed units of the old epoch not yet handed to the store (the caller persists
+    /// them in the old period) and that period.
     pub fn publish_all(
         &self,
         catalogue: &Catalogue,
         period: PeriodKey,
         plan: &Plan,
         used: &HashMap<Metric, u64>,
-    ) {
+    ) -> Taken {
+        let old = self.epoch_period.load(Acquire);
+        let epoch = ((old >> 32) + 1) & EPOCH_MASK;
+        let mut left = Vec::new();
         for (i, metric) in catalogue.metrics().iter().enumerate() {
             self.included[i].store(plan.included(metric), Relaxed);
-            let epoch = epoch_of(self.used[i].load(Relaxed)).wrapping_add(1) & 0xffff;
             let value = used.get(metric).copied().unwrap_or(0);
-            self.used[i].store(pack(epoch, value), Relaxed);
+            self.used[i].store(pack(epoch, value), Release);
+            let consumed = signed_of(self.pending[i].swap(pack_signed(epoch, 0), AcqRel));
+            if consumed != 0 {
+                left.push((i, consumed));
+            }
         }
         self.period.store(period.index(), Relaxed);
+        self.epoch_period
+            .store(pack_epoch_period(epoch, period), Release);
+        Taken {
+            period: PeriodKey::from_index(old as u32),
+            consumed: left,
+        }
     }
 
     /// Publishes a new plan's included amounts (counters unchanged).
@@ -114,18 +160,19 @@ impl OrgView {
     }
 
     pub fn used(&self, index: usize) -> u64 {
-        self.used.get(index).map_or(0, |a| used_of(a.load(Relaxed)))
+        self.used.get(index).map_or(0, |a| used_of(a.load(Acquire)))
     }
 
-    /// Raises a counter to `total` (a record's total after it was stored), if its epoch
-    /// is still `epoch`; a lower total (an older record finishing late) changes nothing.
-    pub fn raise_used(&self, index: usize, epoch: u64, total: u64) {
+    /// Adds a record's `delta` to a counter, if its epoch is still `epoch` (a record
+    /// that started before a roll or reset counts only through the store).
+    pub fn add_used(&self, index: usize, epoch: u64, delta: u64) {
         let Some(slot) = self.used.get(index) else {
             return;
         };
-        let mut current = slot.load(Relaxed);
-        while epoch_of(current) == epoch && used_of(current) < total {
-            match slot.compare_exchange_weak(current, pack(epoch, total), Relaxed, Relaxed) {
+        let mut current = slot.load(Acquire);
+        while epoch_of(current) == epoch {
+            let next = pack(epoch, used_of(current).saturating_add(delta));
+            match slot.compare_exchange_weak(current, next, AcqRel, Acquire) {
                 Ok(_) => return,
                 Err(seen) => current = seen,
             }
@@ -135,9 +182,7 @@ impl OrgView {
     /// Decides from the published state at `now_ms`; `index` is the metric's catalogue
     /// index.
     pub fn check(&self, index: usize, cost: u64, now_ms: i64) -> CheckOutcome {
-        if !self.touched.load(Relaxed) {
-            self.touched.store(true, Relaxed);
-        }
+        self.touch();
         let included = self.included.get(index).map_or(0, |a| a.load(Relaxed));
         let used = self.used(index);
         CheckOutcome {
@@ -149,6 +194,12 @@ impl OrgView {
         }
     }
 
+    fn touch(&self) {
+        if !self.touched.load(Relaxed) {
+            self.touched.store(true, Relaxed);
+        }
+    }
+
     /// Whether a reader came by since the last call (and clears the mark).
     pub fn take_touched(&self) -> bool {
         self.touched.swap(false, Relaxed)
@@ -156,38 +207,4 @@ impl OrgView {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn view() -> (Catalogue, OrgView) {
-        let c = Catalogue::from_toml(crate::config::DEFAULT_PLANS_TOML).unwrap();
-        let v = OrgView::new(&c);
-        v.publish_all(
-            &c,
-            PeriodKey::parse("2026-03").unwrap(),
-            &c.free(),
-            &HashMap::new(),
-        );
-        (c, v)
-    }
-
-    #[test]
-    fn a_record_from_an_older_epoch_never_lands_after_a_reset() {
-        let (c, v) = view();
-        let epoch = v.epoch(0).unwrap();
-        v.raise_used(0, epoch, 10);
-        assert_eq!(v.used(0), 10);
-        v.raise_used(0, epoch, 4);
-        assert_eq!(v.used(0), 10, "an older, lower total changes nothing");
-        // A forced reset: a new epoch at 0; the late record of the old epoch is ignored.
-        let mut zero = HashMap::new();
-        zero.insert(Metric::api_call(), 0);
-        v.publish_all(&c, v.period(), &c.free(), &zero);
-        v.raise_used(0, epoch, 12);
-        assert_eq!(v.used(0), 0);
-        v.raise_used(0, v.epoch(0).unwrap(), 3);
-        assert_eq!(v.used(0), 3);
-        assert!(v.check(0, 997, 0).decision.allow);
-        assert!(!v.check(0, 998, 0).decision.allow);
-    }
-}
+mod tests;

@@ -1,0 +1,127 @@
+//! Story 4.7: a batch of usage records in one call. Each event is answered exactly as
+//! `usage/record` would answer it alone (status and body), events fail independently,
+//! and the 200 comes once every accepted event is durable. An org's events reach its
+//! actor in input order in one message; all orgs' records are queued together, so the
+//! batch shares the store's group commits instead of paying one each.
+
+use super::usage::{record_request, RecordBody};
+use crate::domain::OrgId;
+use crate::http::error::{ApiError, ApiResult, Code};
+use crate::http::extract::{is_json, parse_json, read_body, Auth};
+use crate::http::AppState;
+use crate::quota::{EngineError, RecordReply, RecordRequest};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+
+/// Most events per batch.
+pub const MAX_EVENTS: usize = 1_000;
+/// The batch body limit (a thousand events of the largest valid size fit).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+#[derive(Deserialize)]
+struct BatchBody {
+    events: Option<Vec<Box<RawValue>>>,
+}
+
+#[derive(Serialize)]
+struct EventResult {
+    status: u16,
+    body: Box<RawValue>,
+}
+
+fn answered(result: Result<RecordReply, ApiError>) -> EventResult {
+    let (status, body) = match result {
+        Ok(reply) => (200, String::from_utf8_lossy(&reply.body).into_owned()),
+        Err(e) => (e.status_code().as_u16(), e.body().to_string()),
+    };
+    let body = RawValue::from_string(body).unwrap_or_else(|_| {
+        // The stored body and the envelope are JSON we wrote; this is unreachable
+        // short of a corrupted store, which the event then reports.
+        RawValue::from_string(r#"{"code":"INTERNAL","message":"unreadable stored answer"}"#.into())
+            .unwrap_or_else(|_| RawValue::NULL.to_owned())
+    });
+    EventResult { status, body }
+}
+
+pub async fn record_batch(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    if !is_json(&req) {
+        return Err(ApiError::new(
+            Code::UnsupportedMediaType,
+            "send the body as JSON with Content-Type: application/json",
+        ));
+    }
+    let mut payload = payload.into_inner();
+    let raw = read_body(&req, &mut payload, BODY_LIMIT).await?;
+    let body: BatchBody = parse_json(&raw)?;
+    let events = body
+        .events
+        .ok_or_else(|| ApiError::field("events", "is required"))?;
+    if events.is_empty() || events.len() > MAX_EVENTS {
+        return Err(ApiError::field(
+            "events",
+            format!("must hold 1 to {MAX_EVENTS} events, not {}", events.len()),
+        ));
+    }
+    let now = state.now();
+    let mut results: Vec<Option<Result<RecordReply, ApiError>>> = Vec::new();
+    // Each org's accepted events, in input order, with their positions.
+    let mut by_org: HashMap<OrgId, (Vec<usize>, Vec<RecordRequest>)> = HashMap::new();
+    let mut orgs_in_order: Vec<OrgId> = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        let checked = parse_json::<RecordBody>(event.get().as_bytes())
+            .and_then(|body| record_request(&state, body, now))
+            .and_then(|(org, usage)| auth.require_org(&org).map(|()| (org, usage)));
+        match checked {
+            Err(e) => results.push(Some(Err(e))),
+            Ok((org, usage)) => {
+                results.push(None);
+                let entry = by_org.entry(org.clone()).or_insert_with(|| {
+                    orgs_in_order.push(org);
+                    Default::default()
+                });
+                entry.0.push(i);
+                entry.1.push(usage);
+            }
+        }
+    }
+    let engine = &state.engine;
+    let submitted = orgs_in_order.iter().filter_map(|org| {
+        let (positions, usages) = by_org.get(org)?;
+        Some(async move {
+            let answers = match engine.record_batch(org, usages, now).await {
+                Ok(answers) => answers,
+                Err(e) => usages.iter().map(|_| Err(e.clone())).collect(),
+            };
+            (positions, answers)
+        })
+    });
+    for (positions, answers) in futures_util::future::join_all(submitted).await {
+        for (&i, answer) in positions.iter().zip(answers) {
+            if let Some(slot) = results.get_mut(i) {
+                *slot = Some(answer.map_err(from_engine));
+            }
+        }
+    }
+    let results: Vec<EventResult> = results
+        .into_iter()
+        .map(|r| {
+            answered(r.unwrap_or_else(|| {
+                Err(from_engine(EngineError::Internal(
+                    "event not answered".into(),
+                )))
+            }))
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "results": results })))
+}
+
+fn from_engine(e: EngineError) -> ApiError {
+    e.into()
+}

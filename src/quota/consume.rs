@@ -1,0 +1,275 @@
+//! Consume: decide and count in one step, on the caller's thread (SPEC §5). The org's
+//! view admits with a compare-and-swap; the units it counted wait in the view's pending
+//! counts, and the flusher (one task for the engine) hands them to the store every
+//! `engine.consume_flush_ms` as deltas through the group commit — write-behind, so a
+//! consume never waits for a disk. A clean shutdown flushes once more; a `kill -9`
+//! loses at most what was consumed since the last flush.
+//!
+//! All-or-nothing requests (several descriptors of one Envoy request) consume in order
+//! and give back what they took when a later part is denied.
+
+use super::context::EngineContext;
+use super::engine::QuotaEngine;
+use super::messages::{CatchUp, EngineError};
+use super::view::{ConsumeOutcome, OrgView, Refund, Taken};
+use crate::domain::{Metric, OrgId, PeriodKey};
+use crate::store::LedgerWrite;
+use chrono::{DateTime, Utc};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The views with consumed units to persist (each at most once: a view queues itself
+/// when its first pending unit arrives, and leaves when the flusher takes its units).
+#[derive(Default)]
+pub struct ConsumeQueue(Mutex<Vec<(OrgId, Arc<OrgView>)>>);
+
+impl ConsumeQueue {
+    pub fn push(&self, org: &OrgId, view: Arc<OrgView>) {
+        let mut queued = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        queued.push((org.clone(), view));
+    }
+
+    fn take(&self) -> Vec<(OrgId, Arc<OrgView>)> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// The store writes for units taken from a view.
+pub fn usage_writes(ctx: &EngineContext, taken: &Taken) -> Vec<LedgerWrite> {
+    let metrics = ctx.catalogue.metrics();
+    taken
+        .consumed
+        .iter()
+        .filter_map(|&(i, delta)| {
+            metrics.get(i).map(|metric| LedgerWrite::Usage {
+                period: taken.period,
+                metric: metric.clone(),
+                delta,
+            })
+        })
+        .collect()
+}
+
+/// Hands every queued view's pending units to the store; returns how many orgs had any.
+pub async fn flush_consumes(ctx: &EngineContext) -> usize {
+    let queued = ctx.consumed.take();
+    let commits: Vec<_> = queued
+        .iter()
+        .filter_map(|(org, view)| {
+            let writes = usage_writes(ctx, &view.take_pending());
+            (!writes.is_empty()).then(|| {
+                let commit = ctx.backend.ledger.commit(org, writes);
+                async move { (org, commit.await) }
+            })
+        })
+        .collect();
+    let flushed = commits.len();
+    for (org, result) in futures_util::future::join_all(commits).await {
+        if let Err(e) = result {
+            // The units stay counted in memory; only a crash before a later write of
+            // the org's counter could lose them (as any unflushed consume).
+            ctx.metrics.consume_persist_failures.inc();
+            tracing::error!(org = %org, error.cause_chain = %crate::errors::chain(&e), "consumed units not persisted");
+        }
+    }
+    flushed
+}
+
+/// Runs the flusher every `interval` until the engine stops it.
+pub fn start_flusher(
+    ctx: Arc<EngineContext>,
+    interval: Duration,
+) -> actix_rt::task::JoinHandle<()> {
+    actix_rt::spawn(async move {
+        let mut tick = tokio::time::interval(interval.max(Duration::from_millis(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            flush_consumes(&ctx).await;
+        }
+    })
+}
+
+/// One part of an all-or-nothing consume.
+pub struct ConsumePart<'a> {
+    pub org: &'a OrgId,
+    pub metric: &'a Metric,
+    pub cost: u64,
+}
+
+impl QuotaEngine {
+    /// Admits and counts `cost` of `metric` for `org` at `now` if it fits (the answer's
+    /// `remaining` is after it); denies and counts nothing otherwise.
+    pub async fn consume(
+        &self,
+        org: &OrgId,
+        metric: &Metric,
+        cost: u64,
+        now: DateTime<Utc>,
+    ) -> Result<ConsumeOutcome, EngineError> {
+        let started = Instant::now();
+        let outcome = self.consume_one(org, metric, cost, now).await?;
+        self.observe_consume(metric, &outcome, started);
+        Ok(outcome)
+    }
+
+    /// Consumes every part, or none: parts are admitted in order, and when one is
+    /// denied those before it are given back. Answers per part; an unknown org fails
+    /// the whole request (nothing counted).
+    pub async fn consume_all(
+        &self,
+        parts: &[ConsumePart<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ConsumeOutcome>, EngineError> {
+        let started = Instant::now();
+        let mut done: Vec<ConsumeOutcome> = Vec::with_capacity(parts.len());
+        for (i, part) in parts.iter().enumerate() {
+            let outcome = match self
+                .consume_one(part.org, part.metric, part.cost, now)
+                .await
+            {
+                Ok(o) => o,
+                Err(e) => {
+                    self.give_back(&parts[..i], &done).await;
+                    return Err(e);
+                }
+            };
+            let allowed = outcome.decision.allow;
+            done.push(outcome);
+            if !allowed {
+                self.give_back(&parts[..i], &done[..i]).await;
+                // The rest are reported as a check would (nothing counted).
+                for rest in &parts[i + 1..] {
+                    let check = self.check(rest.org, rest.metric, rest.cost, now).await?;
+                    done.push(ConsumeOutcome {
+                        decision: check.decision,
+                        included: check.included,
+                        period: check.period,
+                        epoch: 0,
+                        plan_change_due: false,
+                        late: false,
+                        queue: false,
+                    });
+                }
+                break;
+            }
+        }
+        for (part, outcome) in parts.iter().zip(&done) {
+            self.observe_consume(part.metric, outcome, started);
+        }
+        Ok(done)
+    }
+
+    async fn consume_one(
+        &self,
+        org: &OrgId,
+        metric: &Metric,
+        cost: u64,
+        now: DateTime<Utc>,
+    ) -> Result<ConsumeOutcome, EngineError> {
+        let index = self.metric_index(metric)?;
+        let current = PeriodKey::containing(now);
+        let now_ms = now.timestamp_millis();
+        // A view in an older period, or with a plan change due, catches up first: no
+        // unit is ever counted against stale state.
+        let stale = |view: &OrgView| {
+            let seen = view.check(index, cost, now_ms);
+            seen.period < current || seen.plan_change_due
+        };
+        let fresh = match self.registry().peek(org, |h| stale(&h.view)) {
+            Some(stale) => !stale,
+            None => !stale(&self.registry().get(org).await?.view),
+        };
+        if !fresh {
+            self.registry().send(org, CatchUp).await?;
+        }
+        let take = |view: &Arc<OrgView>| {
+            let o = view.consume(index, cost, now_ms);
+            (o, o.queue.then(|| view.clone()))
+        };
+        let (outcome, queue) = match self.registry().peek(org, |h| take(&h.view)) {
+            Some(taken) => taken,
+            None => take(&self.registry().get(org).await?.view),
+        };
+        if let Some(view) = queue {
+            self.context().consumed.push(org, view);
+        }
+        if outcome.late {
+            self.persist_now(org, metric, outcome.period, cost as i64);
+        }
+        Ok(outcome)
+    }
+
+    /// Gives back what `outcomes` counted for `parts` (an all-or-nothing request that
+    /// failed later).
+    async fn give_back(&self, parts: &[ConsumePart<'_>], outcomes: &[ConsumeOutcome]) {
+        for (part, outcome) in parts.iter().zip(outcomes) {
+            if !outcome.decision.allow {
+                continue;
+            }
+            let Ok(index) = self.metric_index(part.metric) else {
+                continue;
+            };
+            let refund = self.registry().peek(part.org, |h| {
+                (
+                    h.view.refund(index, outcome.epoch, part.cost),
+                    h.view.clone(),
+                )
+            });
+            match refund {
+                Some((Refund::Done { queue }, view)) => {
+                    if queue {
+                        self.context().consumed.push(part.org, view);
+                    }
+                }
+                // The actor moved on (or retired) since: the units were handed to the
+                // store with their period; take them back there.
+                Some((Refund::Late, _)) | None => {
+                    self.persist_now(part.org, part.metric, outcome.period, -(part.cost as i64))
+                }
+            }
+        }
+    }
+
+    /// Persists a consume's delta directly (it missed the view's pending counts).
+    fn persist_now(&self, org: &OrgId, metric: &Metric, period: PeriodKey, delta: i64) {
+        let write = LedgerWrite::Usage {
+            period,
+            metric: metric.clone(),
+            delta,
+        };
+        let commit = self.backend().ledger.commit(org, vec![write]);
+        let (org, metrics) = (org.clone(), self.context().metrics.clone());
+        // Any runtime: consumes also arrive on the gRPC front's.
+        tokio::spawn(async move {
+            if let Err(e) = commit.await {
+                metrics.consume_persist_failures.inc();
+                tracing::error!(org = %org, error.cause_chain = %crate::errors::chain(&e), "consumed units not persisted");
+            }
+        });
+    }
+
+    fn observe_consume(&self, metric: &Metric, outcome: &ConsumeOutcome, started: Instant) {
+        let m = &self.context().metrics;
+        m.decision_duration.observe(started.elapsed().as_secs_f64());
+        let result = if outcome.decision.allow {
+            "allow"
+        } else {
+            "deny"
+        };
+        m.quota_consumes
+            .with_label_values(&[metric.as_str(), result])
+            .inc();
+    }
+
+    pub(super) fn metric_index(&self, metric: &Metric) -> Result<usize, EngineError> {
+        self.catalogue().metric_index(metric).ok_or_else(|| {
+            EngineError::Internal(format!("metric {metric} is not in the catalogue"))
+        })
+    }
+
+    /// Hands every pending consumed unit to the store now (shutdown).
+    pub async fn flush_consumes(&self) -> usize {
+        flush_consumes(self.context()).await
+    }
+}

@@ -1,0 +1,36 @@
+//! What every org actor and the engine share: the storage backend, the plan catalogue,
+//! the clock, the metrics, the engine's tuning and the queue of views with consumes to
+//! persist. Nothing here knows about actors or the registry, so both can depend on it.
+
+use super::consume::ConsumeQueue;
+use crate::clock::SharedClock;
+use crate::domain::{Catalogue, OrgId, PeriodKey};
+use crate::metrics::Metrics;
+use crate::store::Backend;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct EngineContext {
+    pub backend: Backend,
+    pub catalogue: Arc<Catalogue>,
+    pub clock: SharedClock,
+    pub metrics: Metrics,
+    pub idle_ttl: Duration,
+    pub recent_capacity: usize,
+    /// Views with consumed units not yet handed to the store.
+    pub consumed: ConsumeQueue,
+}
+
+impl EngineContext {
+    /// The period the clock is in: the one every decision is made in.
+    pub fn current_period(&self) -> PeriodKey {
+        PeriodKey::containing(self.clock.now())
+    }
+}
+
+/// Where a running actor is registered: it removes itself when it retires (only its
+/// own generation, never a successor's). Implemented by the registry; an actor knows
+/// nothing else of it.
+pub trait ActorSlots: Send + Sync + 'static {
+    fn release(&self, org: &OrgId, generation: u64);
+}
