@@ -29,6 +29,8 @@
 # Knobs (environment):  DURATION=15 (seconds per route)  CONNECTIONS=64  WRK_THREADS=2
 #                       ORGS=10000  WARMUP=3 (seconds of unmeasured load before each route)
 #                       SKIP_BUILD=1 (use the existing release binary)
+#                       PROFILE=check (perf record -g the server during that route's
+#                       measured run; prints CPU by thread and the top symbols)
 #                       ROUTES="ceiling check consume record" (which, in this order;
 #                       also authorize, batch, rls)  KEYS=1000  BATCH=100
 # Needs: cargo, curl, python3; installs `wrk` with apt-get when it is missing.
@@ -238,10 +240,27 @@ run() { # run MODE: a warm-up, then the measured run; prints wrk's RESULT line
             >/dev/null 2>&1
     fi
     echo "==> $mode: wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s" >&2
+    local perf_pid=""
+    if [[ "${PROFILE:-}" == "$mode" ]]; then
+        perf record -q -g -o "$WORK/perf.data" -p "$SERVER_PID" -- sleep "$DURATION" \
+            >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
     MODE=$mode TOKEN=$SERVICE_TOKEN ORGS_FILE="$WORK/orgs.txt" KEYS_FILE="$WORK/keys.txt" BATCH=$BATCH \
         wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/load.lua" "$target" \
         >"$WORK/$mode.out" 2>"$WORK/$mode.err" || { cat "$WORK/$mode.err" >&2; exit 1; }
     if [[ -s "$WORK/$mode.err" ]]; then sed 's/^/    /' "$WORK/$mode.err" >&2; fi
+    if [[ -n "$perf_pid" ]]; then
+        wait "$perf_pid" || true
+        {
+            echo "==> perf: server CPU by thread during $mode"
+            perf report -i "$WORK/perf.data" --no-children --sort comm --stdio 2>/dev/null |
+                grep -v '^#' | grep -v '^$' | head -12
+            echo "==> perf: top symbols"
+            perf report -i "$WORK/perf.data" --no-children --sort sym --stdio 2>/dev/null |
+                grep -E '^ +[0-9.]+%' | head -25
+        } >&2
+    fi
     grep '^RESULT' "$WORK/$mode.out"
 }
 
