@@ -227,7 +227,7 @@ impl Application {
         });
         let shutting_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let observe = web::Data::new(http::context::Observe {
-            metrics: metrics.clone(),
+            routes: http::route_metrics::RouteMetrics::new(&metrics, http::ROUTES),
             debug_log,
             shutting_down: shutting_down.clone(),
         });

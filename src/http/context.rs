@@ -8,7 +8,6 @@
 
 use crate::debug_log::DebugLogSink;
 use crate::domain::OrgId;
-use crate::metrics::Metrics;
 use crate::store::DebugEntry;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -81,7 +80,7 @@ pub fn method_label(method: &actix_web::http::Method) -> &'static str {
 }
 
 pub struct Observe {
-    pub metrics: Metrics,
+    pub routes: super::route_metrics::RouteMetrics,
     pub debug_log: DebugLogSink,
     /// Set when SIGTERM/SIGINT arrives: requests that start afterwards (on connections
     /// kept alive while in-flight ones finish) get 503 and `Connection: close`, so
@@ -132,31 +131,16 @@ pub async fn middleware<B: MessageBody + 'static>(
         }
     }
     if let Some(observe) = observe {
-        let route = res
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_owned());
+        let path = res.request().path();
         let method = method_label(res.request().method());
         let status = res.status().as_u16();
         let elapsed = started.elapsed();
-        let class = match status {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
-        };
         observe
-            .metrics
-            .http_requests
-            .with_label_values(&[&route, method, class])
-            .inc();
-        observe
-            .metrics
-            .http_duration
-            .with_label_values(&[&route])
-            .observe(elapsed.as_secs_f64());
-        if observe.debug_log.should_log(is_hot(&route, status)) {
+            .routes
+            .observe(path, method, status, elapsed.as_secs_f64());
+        let route = observe.routes.route_of(path);
+        if observe.debug_log.should_log(is_hot(route, status)) {
+            let route = route.to_owned();
             let org_id = res
                 .request()
                 .extensions()

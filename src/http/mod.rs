@@ -8,6 +8,7 @@ pub mod extract;
 pub mod fields;
 pub mod handlers;
 pub mod listener;
+pub mod route_metrics;
 
 use crate::auth::Authenticator;
 use crate::billing::{BillingService, Provisioning, Webhooks};
