@@ -50,6 +50,9 @@ pub struct Application {
     webhook_supervisor: Addr<QueueSupervisor<billing::Webhooks>>,
     stigg_supervisor: Addr<QueueSupervisor<billing::Provisioning>>,
     debug_log_task: tokio::task::JoinHandle<()>,
+    signals: Option<shutdown::Signals>,
+    /// Tasks that follow a store shared with other nodes (stopped first at shutdown).
+    followers: Vec<actix_rt::task::JoinHandle<()>>,
     shutting_down: Arc<std::sync::atomic::AtomicBool>,
     shutdown_grace: Duration,
     /// How long shutdown waits for the supervisors' work under way.
@@ -69,6 +72,9 @@ impl Application {
         mut settings: Settings,
         clock: SharedClock,
     ) -> Result<Self, StartError> {
+        let signals = shutdown::Signals::install()
+            .map_err(|e| tracing::error!(error = %e, "cannot listen for shutdown signals"))
+            .ok();
         let bind = settings.server.bind.clone();
         let bind_err = |source| StartError::Bind {
             bind: bind.clone(),
@@ -110,18 +116,15 @@ impl Application {
             tracing::warn!("store.fdatasync is off: a power loss can lose acknowledged writes");
         }
         let store_err = |source| StartError::Store {
-            path: settings.store.path.display().to_string(),
+            path: match settings.store.backend {
+                config::StoreBackend::Sled => settings.store.path.display().to_string(),
+                config::StoreBackend::Redis => settings.store.redis_urls.join(","),
+            },
             source,
         };
-        let options = store::sled::OpenOptions {
-            cache_capacity_bytes: settings.store.cache_capacity_bytes,
-            fdatasync: settings.store.fdatasync,
-            commit_max_batch: settings.store.commit_max_batch,
-            debug_log_capacity: settings.debug_log.capacity,
-            idempotency_filter_bits_log2: settings.engine.idempotency_filter_bits_log2,
-        };
-        let backend =
-            store::sled::open(&settings.store.path, options, metrics.clone()).map_err(store_err)?;
+        let backend = store::open::open(&settings, &metrics)
+            .await
+            .map_err(store_err)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let pick = |n: usize| if n == 0 { cores } else { n };
         let engine = Arc::new(QuotaEngine::start(
@@ -145,6 +148,15 @@ impl Application {
             .await
             .map_err(store_err)?,
         );
+        let followers = if settings.store.backend == config::StoreBackend::Redis {
+            let sync = Duration::from_millis(settings.store.redis_sync_ms.max(1));
+            vec![
+                quota::shared_sync::start(engine.clone(), sync),
+                auth::follow_key_changes(authenticator.clone(), auth::KEY_REFRESH),
+            ]
+        } else {
+            Vec::new()
+        };
         let rollover = {
             let engine = engine.clone();
             let check = Duration::from_millis(settings.rollover.check_interval_ms);
@@ -206,6 +218,7 @@ impl Application {
             None => None,
             Some(listener) => {
                 let rls = grpc::rls::Rls {
+                    outage: settings.store.redis_outage,
                     engine: engine.clone(),
                     auth: authenticator.clone(),
                     settings: settings.grpc.clone(),
@@ -261,6 +274,8 @@ impl Application {
             webhook_supervisor,
             stigg_supervisor,
             debug_log_task,
+            followers,
+            signals,
             shutting_down,
             shutdown_grace: Duration::from_millis(settings.server.shutdown_grace_ms),
             supervisor_wait: Duration::from_secs(settings.server.shutdown_timeout_secs),
@@ -306,18 +321,24 @@ impl Application {
             webhook_supervisor,
             stigg_supervisor,
             debug_log_task,
+            followers,
+            signals,
             shutting_down,
             shutdown_grace,
             supervisor_wait,
             ..
         } = self;
         let signals = actix_rt::spawn(shutdown::stop_on_signal(
+            signals,
             server.handle(),
             shutting_down,
             shutdown_grace,
         ));
         let served = server.await;
         signals.abort();
+        for task in followers {
+            task.abort();
+        }
         tracing::info!("server stopped; draining");
         if let Some(mut grpc) = grpc {
             // In-flight rate limit calls finish; no new ones start.

@@ -64,20 +64,43 @@ pub async fn ignore_gone<F: std::future::Future<Output = Result<(), actix::Mailb
     let _ = f.await;
 }
 
+/// SIGTERM and SIGINT handlers, installed when the service starts building — before it
+/// serves anything — so a signal that arrives early still stops it in order instead of
+/// killing it.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
 /// Waits for SIGTERM or SIGINT, marks the service as shutting down, and for `grace`
 /// answers every request that starts with 503 and `Connection: close` (a client learns
 /// its request was not processed and retries elsewhere, instead of seeing a reset); then
 /// stops the server gracefully: it stops accepting and in-flight requests finish.
 pub async fn stop_on_signal(
+    signals: Option<Signals>,
     server: actix_web::dev::ServerHandle,
     flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
     grace: std::time::Duration,
 ) {
     let signal = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let Some(Signals { mut term, mut int }) = signals else {
+            return Err(std::io::Error::other(
+                "signal handlers could not be installed",
+            ));
+        };
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
-            r = tokio::signal::ctrl_c() => { r?; "SIGINT" }
+            _ = int.recv() => "SIGINT",
         };
         Ok::<_, std::io::Error>(name)
     };

@@ -184,6 +184,35 @@ impl Authenticator {
     }
 }
 
+/// How often a node reads the key changes other nodes wrote (a revocation anywhere is
+/// refused everywhere within this, plus one store round trip).
+pub const KEY_REFRESH: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Applies key changes written by other nodes sharing the store, every `every`, until
+/// aborted. A failing store is logged once per outage, and the cache keeps answering
+/// from what it knew.
+pub fn follow_key_changes(
+    auth: Arc<Authenticator>,
+    every: std::time::Duration,
+) -> actix_rt::task::JoinHandle<()> {
+    actix_rt::spawn(async move {
+        let mut tick = actix_rt::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            match auth.refresh().await {
+                Ok(_) => failing = false,
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::error!(error.cause_chain = %crate::errors::chain(&e), "cannot read key changes from the store; revocations on other nodes are not seen");
+                }
+                Err(_) => {}
+            }
+        }
+    })
+}
+
 fn parse_org_key(token: &str) -> Option<(KeyId, &str)> {
     let mut parts = token.splitn(3, '.');
     if parts.next()? != ORG_KEY_PREFIX {

@@ -39,10 +39,38 @@ pub struct ServerSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSettings {
+    pub backend: StoreBackend,
     pub path: PathBuf,
     pub cache_capacity_bytes: u64,
     pub commit_max_batch: usize,
     pub fdatasync: bool,
+    pub redis_urls: Vec<String>,
+    pub redis_timeout_ms: u64,
+    pub redis_wait_replicas: u32,
+    pub redis_wait_timeout_ms: u64,
+    pub redis_sync_ms: u64,
+    pub redis_outage: OutagePolicy,
+}
+
+/// What checks and consumes do while the shared store is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutagePolicy {
+    /// Keep deciding from this node's memory (flagged `X-Edgequota-Degraded: store`);
+    /// the consumed units reach the store when it is back.
+    ServeCached,
+    /// Refuse: 503 UNAVAILABLE (gRPC: UNAVAILABLE).
+    Deny,
+}
+
+/// Where the service keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreBackend {
+    /// The embedded database in `store.path` (one node).
+    Sled,
+    /// A Redis Cluster (or one Redis server) at `store.redis_urls`, shared by every node.
+    Redis,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -41,3 +41,7 @@ impl QuotaState<'_> {
         self.period.secs_until_end(self.now)
     }
 }
+
+/// The header (name, value) on a decision made while the shared store is unreachable,
+/// from this node's memory alone.
+pub const DEGRADED_HEADER: (&str, &str) = ("x-edgequota-degraded", "store");

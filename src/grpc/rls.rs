@@ -33,6 +33,8 @@ pub struct Rls {
     pub engine: Arc<QuotaEngine>,
     pub auth: Arc<Authenticator>,
     pub settings: GrpcSettings,
+    /// What to do while the shared store is unreachable.
+    pub outage: crate::config::OutagePolicy,
     pub metrics: Metrics,
 }
 
@@ -124,6 +126,10 @@ impl Rls {
     }
 
     async fn decide(&self, wanted: Vec<Wanted>) -> Result<RateLimitResponse, Status> {
+        let degraded = self.engine.context().degraded.is_degraded();
+        if degraded && self.outage == crate::config::OutagePolicy::Deny {
+            return Err(Status::unavailable("the store is unreachable"));
+        }
         let now = self.engine.clock().now();
         let parts: Vec<ConsumePart<'_>> = wanted
             .iter()
@@ -168,6 +174,12 @@ impl Rls {
             if !allowed {
                 headers.push(header("retry-after", state.reset_secs().to_string()));
             }
+        }
+        if degraded {
+            headers.push(header(
+                crate::domain::ratelimit::DEGRADED_HEADER.0,
+                crate::domain::ratelimit::DEGRADED_HEADER.1.into(),
+            ));
         }
         Ok(RateLimitResponse {
             overall_code: if allowed { Code::Ok } else { Code::OverLimit }.into(),

@@ -87,3 +87,52 @@ fn to_value(s: String) -> HeaderValue {
     // Built only from metric names ([a-z0-9_]) and numbers, so always valid.
     HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
+
+use crate::domain::ratelimit::DEGRADED_HEADER as DEGRADED;
+
+/// Before a check or consume: whether the store is unreachable (flag the answer), or,
+/// under `store.redis_outage = "deny"`, the 503 to answer instead.
+pub fn store_outage(state: &crate::http::AppState) -> Result<bool, ApiError> {
+    if !state.engine.context().degraded.is_degraded() {
+        return Ok(false);
+    }
+    match state.settings.store.redis_outage {
+        crate::config::OutagePolicy::ServeCached => Ok(true),
+        crate::config::OutagePolicy::Deny => {
+            let mut e = ApiError::new(
+                Code::Unavailable,
+                "the store is unreachable and store.redis_outage is \"deny\"",
+            );
+            e.headers.push(degraded_header());
+            Err(e)
+        }
+    }
+}
+
+pub fn degraded_header() -> (HeaderName, HeaderValue) {
+    (
+        HeaderName::from_static(DEGRADED.0),
+        HeaderValue::from_static(DEGRADED.1),
+    )
+}
+
+/// Adds the degraded flag to a decision's answer (allowed or denied) when `degraded`.
+pub fn flag_degraded(
+    answer: Result<actix_web::HttpResponse, ApiError>,
+    degraded: bool,
+) -> Result<actix_web::HttpResponse, ApiError> {
+    if !degraded {
+        return answer;
+    }
+    match answer {
+        Ok(mut res) => {
+            let (name, value) = degraded_header();
+            res.headers_mut().insert(name, value);
+            Ok(res)
+        }
+        Err(mut e) => {
+            e.headers.push(degraded_header());
+            Err(e)
+        }
+    }
+}

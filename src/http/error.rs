@@ -197,6 +197,7 @@ impl From<EngineError> for ApiError {
             EngineError::OrgNotFound => ApiError::not_found("org not found"),
             EngineError::Conflict(m) => ApiError::conflict(m),
             EngineError::ShuttingDown => ApiError::new(Code::Unavailable, e.to_string()),
+            EngineError::Store(s) if s.is_unreachable() => unreachable_store(&s),
             e @ (EngineError::Store(_) | EngineError::Retired | EngineError::Internal(_)) => {
                 ApiError::internal(&e)
             }
@@ -232,8 +233,22 @@ impl From<BillingError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::internal(&e)
+        if e.is_unreachable() {
+            unreachable_store(&e)
+        } else {
+            ApiError::internal(&e)
+        }
     }
+}
+
+/// 503: the shared store did not answer in time; nothing acknowledged was lost, and the
+/// same request (idempotent by its ids) can be retried.
+fn unreachable_store(e: &StoreError) -> ApiError {
+    tracing::warn!(error.cause_chain = %crate::errors::chain(e), correlation_id = %context::correlation_id(), "store unreachable");
+    ApiError::new(
+        Code::Unavailable,
+        "the store is unreachable; retry the request (it is safe to repeat)",
+    )
 }
 
 impl From<ReceiveError> for ApiError {

@@ -34,6 +34,7 @@ pub struct Inner {
     pub commit_duration: Histogram,
     pub commit_errors: IntCounter,
     pub store_size_bytes: IntGauge,
+    pub store_degraded: IntGauge,
     pub rollover_runs: IntCounterVec,
     pub rollover_orgs: IntCounter,
     pub current_period: IntGauge,
@@ -224,6 +225,10 @@ impl Metrics {
             ),
             commit_errors: counter("store_commit_errors_total", "Group commits that failed"),
             store_size_bytes: gauge("store_size_bytes", "Size of the sled database on disk"),
+            store_degraded: gauge(
+                "store_degraded",
+                "1 while decisions are made from memory alone (the shared store is unreachable)",
+            ),
             rollover_runs: counter_vec(
                 "rollover_runs_total",
                 "Period rollovers run, by trigger (supervisor or admin)",

@@ -15,22 +15,49 @@ use super::view::{ConsumeOutcome, OrgView, Refund, Taken};
 use crate::domain::{Metric, OrgId, PeriodKey};
 use crate::store::LedgerWrite;
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Consumed units per counter of one org, not yet in the store.
+type Deltas = HashMap<(PeriodKey, Metric), i64>;
+
 /// The views with consumed units to persist (each at most once: a view queues itself
-/// when its first pending unit arrives, and leaves when the flusher takes its units).
+/// when its first pending unit arrives, and leaves when the flusher takes its units),
+/// and the units whose write failed.
 #[derive(Default)]
-pub struct ConsumeQueue(Mutex<Vec<(OrgId, Arc<OrgView>)>>);
+pub struct ConsumeQueue {
+    queued: Mutex<Vec<(OrgId, Arc<OrgView>)>>,
+    /// Units whose write failed (the store was unreachable), merged per counter and
+    /// written first by the next flush: an outage delays them, never loses them, and
+    /// what it holds is bounded by the live orgs' counters, not by the outage's length.
+    unpersisted: Mutex<HashMap<OrgId, Deltas>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 impl ConsumeQueue {
     pub fn push(&self, org: &OrgId, view: Arc<OrgView>) {
-        let mut queued = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        queued.push((org.clone(), view));
+        locked(&self.queued).push((org.clone(), view));
     }
 
     fn take(&self) -> Vec<(OrgId, Arc<OrgView>)> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *locked(&self.queued))
+    }
+
+    fn restore(&self, org: OrgId, deltas: Deltas) {
+        let mut held = locked(&self.unpersisted);
+        let mine = held.entry(org).or_default();
+        for (counter, delta) in deltas {
+            *mine.entry(counter).or_default() += delta;
+        }
+    }
+
+    /// Whether some consumed units wait for the store to come back.
+    pub fn has_unpersisted(&self) -> bool {
+        !locked(&self.unpersisted).is_empty()
     }
 }
 
@@ -50,28 +77,55 @@ pub fn usage_writes(ctx: &EngineContext, taken: &Taken) -> Vec<LedgerWrite> {
         .collect()
 }
 
-/// Hands every queued view's pending units to the store; returns how many orgs had any.
+/// Hands every queued view's pending units (and those a failed flush kept) to the
+/// store; returns how many orgs had any.
 pub async fn flush_consumes(ctx: &EngineContext) -> usize {
-    let queued = ctx.consumed.take();
-    let commits: Vec<_> = queued
-        .iter()
-        .filter_map(|(org, view)| {
-            let writes = usage_writes(ctx, &view.take_pending());
+    let mut by_org: HashMap<OrgId, Deltas> =
+        std::mem::take(&mut *locked(&ctx.consumed.unpersisted));
+    for (org, view) in ctx.consumed.take() {
+        for write in usage_writes(ctx, &view.take_pending()) {
+            if let LedgerWrite::Usage {
+                period,
+                metric,
+                delta,
+            } = write
+            {
+                *by_org
+                    .entry(org.clone())
+                    .or_default()
+                    .entry((period, metric))
+                    .or_default() += delta;
+            }
+        }
+    }
+    let commits: Vec<_> = by_org
+        .into_iter()
+        .filter_map(|(org, deltas)| {
+            let writes: Vec<LedgerWrite> = deltas
+                .iter()
+                .filter(|(_, d)| **d != 0)
+                .map(|((period, metric), delta)| LedgerWrite::Usage {
+                    period: *period,
+                    metric: metric.clone(),
+                    delta: *delta,
+                })
+                .collect();
             (!writes.is_empty()).then(|| {
-                let commit = ctx.backend.ledger.commit(org, writes);
-                async move { (org, commit.await) }
+                let commit = ctx.backend.ledger.commit(&org, writes);
+                async move { (org, deltas, commit.await) }
             })
         })
         .collect();
     let flushed = commits.len();
-    for (org, result) in futures_util::future::join_all(commits).await {
+    for (org, deltas, result) in futures_util::future::join_all(commits).await {
         if let Err(e) = result {
-            // The units stay counted in memory; only a crash before a later write of
-            // the org's counter could lose them (as any unflushed consume).
+            // Kept, merged, for the next flush; counted in memory meanwhile.
             ctx.metrics.consume_persist_failures.inc();
-            tracing::error!(org = %org, error.cause_chain = %crate::errors::chain(&e), "consumed units not persisted");
+            tracing::warn!(org = %org, error.cause_chain = %crate::errors::chain(&e), "consumed units not persisted yet; retried at the next flush");
+            ctx.consumed.restore(org, deltas);
         }
     }
+    ctx.degraded.set_flush(ctx.consumed.has_unpersisted());
     flushed
 }
 

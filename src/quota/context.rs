@@ -7,6 +7,7 @@ use crate::clock::SharedClock;
 use crate::domain::{Catalogue, OrgId, PeriodKey};
 use crate::metrics::Metrics;
 use crate::store::Backend;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,30 @@ pub struct EngineContext {
     pub recent_capacity: usize,
     /// Views with consumed units not yet handed to the store.
     pub consumed: ConsumeQueue,
+    /// Whether decisions are being made without the store (see `Degraded`).
+    pub degraded: Degraded,
+}
+
+/// Decisions are being made from this node's memory alone: consumed units wait for the
+/// store (a flush failed), or the shared totals could not be read back (a sync failed).
+#[derive(Default)]
+pub struct Degraded {
+    flush: AtomicBool,
+    sync: AtomicBool,
+}
+
+impl Degraded {
+    pub fn set_flush(&self, failing: bool) {
+        self.flush.store(failing, Relaxed);
+    }
+
+    pub fn set_sync(&self, failing: bool) {
+        self.sync.store(failing, Relaxed);
+    }
+
+    pub fn is_degraded(&self) -> bool {
+        self.flush.load(Relaxed) || self.sync.load(Relaxed)
+    }
 }
 
 impl EngineContext {

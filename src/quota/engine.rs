@@ -64,6 +64,7 @@ impl QuotaEngine {
             idle_ttl: config.idle_ttl,
             recent_capacity: config.recent_capacity,
             consumed: Default::default(),
+            degraded: Default::default(),
         });
         let flusher = super::consume::start_flusher(ctx.clone(), config.consume_flush);
         let (registry, arbiters) = Registry::new(ctx, config.arbiters);

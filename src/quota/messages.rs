@@ -27,6 +27,15 @@ pub enum EngineError {
     ShuttingDown,
 }
 
+impl EngineError {
+    /// The store did not answer (a network store in an outage). A record that failed
+    /// so may or may not have been applied; the next sync from the shared store tells,
+    /// so the org's actor keeps serving from memory instead of retiring.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, EngineError::Store(s) if s.is_unreachable())
+    }
+}
+
 /// Record `value` of `metric` in `period`, once per `request`.
 #[derive(Debug, Clone)]
 pub struct Record {

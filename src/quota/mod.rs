@@ -12,6 +12,7 @@ pub mod messages;
 pub mod record;
 pub mod registry;
 pub mod rollover;
+pub mod shared_sync;
 pub mod sweep;
 pub mod view;
 

@@ -85,9 +85,11 @@ impl QuotaEngine {
             Ok(answer) => answer,
             Err(e) => {
                 m.usage_records.with_label_values(&["failed"]).inc();
-                self.registry()
-                    .retire_after_failure(org, pending.generation)
-                    .await;
+                if !e.is_unreachable() {
+                    self.registry()
+                        .retire_after_failure(org, pending.generation)
+                        .await;
+                }
                 return Err(e);
             }
         };

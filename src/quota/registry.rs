@@ -213,6 +213,15 @@ impl Registry {
         self.map.0.iter().map(|e| e.key().clone()).collect()
     }
 
+    /// Every running org actor's view.
+    pub fn live_views(&self) -> Vec<(OrgId, Arc<OrgView>)> {
+        self.map
+            .0
+            .iter()
+            .map(|e| (e.key().clone(), e.value().view.clone()))
+            .collect()
+    }
+
     pub fn live_count(&self) -> usize {
         self.map.0.len()
     }

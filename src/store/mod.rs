@@ -1,6 +1,6 @@
 //! The storage interface: one trait per consistency unit, written once for every
-//! backend. `sled/` implements them on the embedded database (the default), `memory/`
-//! in process memory (unit tests), and the conformance suite (`conformance.rs`) runs the
+//! backend. `sled/` implements them on the embedded database (the default), `redis/` on
+//! a Redis Cluster shared by several nodes, `memory/` in process memory (unit tests), and the conformance suite (`conformance.rs`) runs the
 //! same checks against each. Nothing outside this module names a backend's types.
 //!
 //! Every method returns a `'static` future, so a backend may run the work wherever it
@@ -8,10 +8,13 @@
 //! and no caller ever blocks a thread on it. Writes that must survive a crash are
 //! durable when their future resolves.
 
+pub mod codec;
 pub mod conformance;
 pub mod faults;
 pub mod jobs;
 pub mod memory;
+pub mod open;
+pub mod redis;
 pub mod sled;
 pub mod stigg_jobs;
 pub mod types;
@@ -40,6 +43,8 @@ pub enum StoreError {
     /// The store could not be reached or did not answer in time (a network store).
     #[error("store: unavailable: {0}")]
     Unavailable(String),
+    #[error("store: Redis failed")]
+    Redis(#[source] Arc<::redis::RedisError>),
 }
 
 impl StoreError {
@@ -48,8 +53,29 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            StoreError::Sled(_) | StoreError::Sync(_) | StoreError::Unavailable(_)
+            StoreError::Sled(_)
+                | StoreError::Sync(_)
+                | StoreError::Unavailable(_)
+                | StoreError::Redis(_)
         )
+    }
+}
+
+impl StoreError {
+    /// The store could not be reached or did not answer in time: the caller should retry
+    /// (503), as opposed to a store that answered with a failure (500).
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Redis(e) => {
+                e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_cluster_error()
+            }
+            _ => false,
+        }
     }
 }
 

@@ -311,3 +311,27 @@ pub async fn assert_error(res: Response, status: u16, code: &str) -> Value {
     );
     b
 }
+
+/// `Some(path)` of a system binary; `None` (the test skips) when it is missing locally.
+/// Under `CI=true` a missing binary fails the test: CI installs it.
+pub fn system_binary(name: &str) -> Option<String> {
+    let found = ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"]
+        .iter()
+        .map(|dir| format!("{dir}/{name}"))
+        .find(|p| std::path::Path::new(p).exists());
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{name} is not installed, and CI=true needs it (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: {name} is not installed (apt-get install {name})");
+    }
+    found
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

@@ -19,6 +19,7 @@ mod observability;
 mod operator_kit;
 mod orgs;
 mod quota;
+mod redis;
 mod rollover;
 mod stigg;
 mod stigg_fake_contract;

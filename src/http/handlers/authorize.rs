@@ -10,7 +10,7 @@
 use crate::auth::Credential;
 use crate::domain::{Metric, OrgId, ParseError};
 use crate::http::context::{tag_org, TENANT_ID};
-use crate::http::denial::Limits;
+use crate::http::denial::{degraded_header, flag_degraded, store_outage, Limits};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::bearer;
 use crate::http::fields;
@@ -129,6 +129,7 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> ApiResul
         return Err(f.error());
     };
     tag_org(&req, &org);
+    let degraded = store_outage(&state)?;
     let now = state.now();
     let o = match state.engine.consume(&org, &metric, cost, now).await {
         Ok(o) => o,
@@ -145,18 +146,23 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> ApiResul
         now,
     };
     if !o.decision.allow {
-        let mut res = limits.denial().error_response();
+        let mut denial = limits.denial();
+        if degraded {
+            denial.headers.push(degraded_header());
+        }
+        let mut res = denial.error_response();
         *res.status_mut() = deny;
         return Ok(res);
     }
     let mut res = HttpResponse::Ok();
     limits.apply(&mut res);
     res.insert_header((ORG_HEADER, org.as_str()));
-    Ok(res.json(serde_json::json!({
+    let body = serde_json::json!({
         "allow": true,
         "remaining": o.decision.remaining,
         "orgId": org.as_str(),
-    })))
+    });
+    flag_degraded(Ok(res.json(body)), degraded)
 }
 
 fn known(state: &AppState, raw: &str) -> Result<Metric, ParseError> {

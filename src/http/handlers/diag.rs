@@ -95,6 +95,8 @@ pub async fn metrics(state: web::Data<AppState>, auth: OptionalAuth) -> ApiResul
         let gauge = &state.metrics.store_size_bytes;
         gauge.set(i64::try_from(size).unwrap_or(i64::MAX));
     }
+    let degraded = state.engine.context().degraded.is_degraded();
+    state.metrics.store_degraded.set(i64::from(degraded));
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render()))

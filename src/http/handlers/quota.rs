@@ -4,7 +4,7 @@
 
 use crate::domain::{Metric, OrgId, PeriodKey};
 use crate::http::context::tag_org;
-use crate::http::denial::Limits;
+use crate::http::denial::{flag_degraded, store_outage, Limits};
 use crate::http::error::ApiResult;
 use crate::http::extract::{Auth, Json};
 use crate::http::fields::{self, Fields};
@@ -73,9 +73,13 @@ pub async fn check(
     let (org, metric, cost) = decision_request(&state, body)?;
     auth.require_org(&org)?;
     tag_org(&req, &org);
+    let degraded = store_outage(&state)?;
     let now = state.now();
     let o = state.engine.check(&org, &metric, cost, now).await?;
-    decision_response(&metric, o.decision, o.included, o.period, now)
+    flag_degraded(
+        decision_response(&metric, o.decision, o.included, o.period, now),
+        degraded,
+    )
 }
 
 /// As `check`, except that an allowed answer has counted the cost (`remaining` is
@@ -89,9 +93,13 @@ pub async fn consume(
     let (org, metric, cost) = decision_request(&state, body)?;
     auth.require_org(&org)?;
     tag_org(&req, &org);
+    let degraded = store_outage(&state)?;
     let now = state.now();
     let o = state.engine.consume(&org, &metric, cost, now).await?;
-    decision_response(&metric, o.decision, o.included, o.period, now)
+    flag_degraded(
+        decision_response(&metric, o.decision, o.included, o.period, now),
+        degraded,
+    )
 }
 
 /// Any authenticated caller may see the envelope; it describes the free plan's

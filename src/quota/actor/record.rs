@@ -86,11 +86,15 @@ impl OrgActor {
         );
         // A failed write may still have been applied (its flush failed): the view can
         // be behind the store, so the actor retires even if its caller has gone.
-        ctx.spawn(answer.clone().into_actor(self).map(|res, act, ctx| {
-            if let Err(e) = res {
-                act.retire_after_failure(&e, ctx);
-            }
-        }));
+        ctx.spawn(
+            answer
+                .clone()
+                .into_actor(self)
+                .map(|res, act, ctx| match res {
+                    Err(e) if !e.is_unreachable() => act.retire_after_failure(&e, ctx),
+                    _ => {}
+                }),
+        );
         Ok(PendingRecord {
             answer,
             replayed: false,

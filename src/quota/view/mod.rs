@@ -71,6 +71,8 @@ pub struct OrgView {
     /// Set by readers so that an org served only by checks is not evicted as idle (and
     /// an actor a sweep started is not retired under a reader).
     touched: AtomicBool,
+    /// Set by readers and cleared by the shared-store sync: which views to refresh first.
+    read_since_sync: AtomicBool,
 }
 
 /// A check's answer with what the RateLimit headers need.
@@ -102,6 +104,7 @@ impl OrgView {
             epoch_period: AtomicU64::new(0),
             queued: AtomicBool::new(false),
             touched: AtomicBool::new(false),
+            read_since_sync: AtomicBool::new(false),
         }
     }
 
@@ -197,6 +200,43 @@ impl OrgView {
     fn touch(&self) {
         if !self.touched.load(Relaxed) {
             self.touched.store(true, Relaxed);
+        }
+        if !self.read_since_sync.load(Relaxed) {
+            self.read_since_sync.store(true, Relaxed);
+        }
+    }
+
+    /// Whether a reader came by since the last sync (and clears the mark).
+    pub fn take_read_since_sync(&self) -> bool {
+        self.read_since_sync.swap(false, Relaxed)
+    }
+
+    /// Sets a counter to the shared store's `stored` total plus what this node consumed
+    /// and has not handed to the store yet — if the counter is still in `epoch` (the
+    /// total was read for the view's period before any roll or reset here).
+    pub fn sync_used(&self, index: usize, epoch: u64, stored: u64) {
+        let (Some(slot), Some(pending)) = (self.used.get(index), self.pending.get(index)) else {
+            return;
+        };
+        let mut current = slot.load(Acquire);
+        while epoch_of(current) == epoch {
+            let p = pending.load(Acquire);
+            let unsynced = if epoch_of(p) == epoch {
+                signed_of(p)
+            } else {
+                0
+            };
+            let total = i64::try_from(stored)
+                .unwrap_or(i64::MAX)
+                .saturating_add(unsynced);
+            let next = pack(epoch, u64::try_from(total).unwrap_or(0));
+            if next == current {
+                return;
+            }
+            match slot.compare_exchange_weak(current, next, AcqRel, Acquire) {
+                Ok(_) => return,
+                Err(seen) => current = seen,
+            }
         }
     }
 

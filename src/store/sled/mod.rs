@@ -8,7 +8,7 @@
 //! thread (`writer`); other writes run on the blocking pool and end with a flush; every
 //! flush ends with an `fdatasync` (`durability`).
 
-mod codec;
+use crate::store::codec;
 mod debug_log;
 mod durability;
 mod health;

@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,30 +20,6 @@ pub const SHIPPED_UPSTREAM: &str = "127.0.0.1:8000";
 pub fn shipped(name: &str) -> String {
     let path = format!("{}/config/gateways/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// `Some(path)` of a system binary; `None` (the test skips) when it is missing locally.
-/// Under `CI=true` a missing binary fails the test: CI installs it.
-pub fn system_binary(name: &str) -> Option<String> {
-    let found = ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"]
-        .iter()
-        .map(|dir| format!("{dir}/{name}"))
-        .find(|p| std::path::Path::new(p).exists());
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{name} is not installed, and CI=true needs it (.ci/run installs it)"
-        );
-        eprintln!("SKIPPED: {name} is not installed (apt-get install {name})");
-    }
-    found
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// A request that reached the upstream: its path and its `X-Edgequota-Org`.

@@ -1,0 +1,9 @@
+//! The Redis backend against real Redis servers started by the tests: one server, and a
+//! cluster of six (three masters, three replicas).
+
+mod conformance;
+mod drift;
+mod failover;
+mod nodes;
+mod outage;
+pub mod servers;
