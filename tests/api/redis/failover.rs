@@ -95,9 +95,10 @@ async fn a_master_failover_under_record_load_loses_no_acknowledged_record() {
                         .send()
                         .await;
                     let took = started.elapsed();
-                    let mut s = slowest.lock().unwrap();
-                    *s = (*s).max(took);
-                    drop(s);
+                    {
+                        let mut s = slowest.lock().unwrap();
+                        *s = (*s).max(took);
+                    }
                     let ok = match res {
                         Ok(r) if r.status() == StatusCode::OK => true,
                         Ok(r) => {
