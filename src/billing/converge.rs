@@ -67,7 +67,7 @@ impl BillingService {
         org: &OrgId,
         subscription_id: &str,
     ) -> Result<Converged, BillingError> {
-        let _lock = self.lock(org).await;
+        let _lock = self.lock(org).await?;
         let mut rec = self.engine.billing(org).await?;
         let local = rec.subscription.clone();
         let theirs = local.as_ref().filter(|l| l.id == subscription_id);

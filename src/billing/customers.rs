@@ -10,7 +10,7 @@ impl BillingService {
     /// Story 1.2: the org's Stripe customer, created once.
     pub async fn ensure_customer(&self, org: &OrgId, email: &str) -> Result<String, BillingError> {
         let stripe = self.stripe()?;
-        let _lock = self.lock(org).await;
+        let _lock = self.lock(org).await?;
         let mut rec = self.engine.billing(org).await?;
         if let Some(id) = rec.customer_id {
             return Ok(id);
@@ -54,7 +54,7 @@ impl BillingService {
         payment_method: &str,
     ) -> Result<(), BillingError> {
         let stripe = self.stripe()?;
-        let _lock = self.lock(org).await;
+        let _lock = self.lock(org).await?;
         let mut rec = self.engine.billing(org).await?;
         let customer = rec
             .customer_id

@@ -11,6 +11,7 @@ pub mod customers;
 pub mod error;
 pub mod invoices;
 pub mod locks;
+pub mod org_lock;
 pub mod plan_change;
 pub mod plans;
 pub mod queue_supervisor;

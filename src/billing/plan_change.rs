@@ -70,7 +70,7 @@ impl BillingService {
         let stripe = self.stripe()?;
         // Any known plan: one that is not higher (the free plan included) is a 409.
         let plan = self.known_plan("newPlanCode", new_plan)?;
-        let _lock = self.lock(org).await;
+        let _lock = self.lock(org).await?;
         let mut rec = self.engine.billing(org).await?;
         let (_, sub) = Self::live(&rec)?;
         let sub = sub.clone();
@@ -156,7 +156,7 @@ impl BillingService {
         let stripe = self.stripe()?;
         let catalogue = self.engine.catalogue().clone();
         let plan = self.known_plan("newPlanCode", new_plan)?;
-        let _lock = self.lock(org).await;
+        let _lock = self.lock(org).await?;
         let mut rec = self.engine.billing(org).await?;
         let (_, sub) = Self::live(&rec)?;
         let sub = sub.clone();

@@ -3,14 +3,14 @@
 //! provisioning it tells about plan changes. The operations are in the modules named for
 //! their story area.
 //!
-//! Operations that change an org's billing hold that org's async lock: concurrent calls
-//! for one org (20 customer.ensure at once, say) run one after another, and each later one
-//! finds what the first stored. The lock is per org, so orgs never wait on each other.
+//! Operations that change an org's billing hold that org's lock (`org_lock.rs`):
+//! concurrent calls for one org (20 customer.ensure at once, say, on one node or on
+//! several) run one after another, and each later one finds what the first stored. The lock is per org, so orgs never wait on each other.
 //! Stripe is called first and the mirror written only after Stripe succeeded, so a
 //! failure leaves local state as it was.
 
 use super::error::BillingError;
-use super::locks::{KeyGuard, KeyedLocks};
+use super::locks::KeyedLocks;
 use super::stigg::Provisioning;
 use super::stripe::{StripeApi, SubscriptionSnapshot};
 use crate::domain::{BillingRecord, OrgId, PendingChange, PlanCode, SubscriptionRecord};
@@ -54,10 +54,6 @@ impl BillingService {
 
     pub(super) fn stripe(&self) -> Result<&StripeApi, BillingError> {
         self.stripe.as_ref().ok_or(BillingError::NotConfigured)
-    }
-
-    pub(super) async fn lock(&self, org: &OrgId) -> KeyGuard<'_, OrgId> {
-        self.locks.lock(org).await
     }
 
     pub(super) fn now_unix(&self) -> i64 {

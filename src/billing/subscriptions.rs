@@ -21,7 +21,7 @@ impl BillingService {
     ) -> Result<TrialOut, BillingError> {
         self.stripe()?;
         let plan = self.paid_plan("priceLookup", plan_code)?;
-        let _lock = self.lock(org).await;
+        let _lock = self.lock(org).await?;
         let mut rec = self.engine.billing(org).await?;
         let customer = rec
             .customer_id

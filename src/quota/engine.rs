@@ -164,6 +164,17 @@ impl QuotaEngine {
         Ok(applied.plan)
     }
 
+    /// Takes the billing mirror as the store holds it (written by another node sharing
+    /// the store) into the org's actor, and the plan it implies.
+    pub async fn adopt_stored_billing(&self, org: &OrgId) -> Result<(), EngineError> {
+        let period = self.registry.ctx.current_period();
+        let stored = self.backend().ledger.load(org, period).await?;
+        if let Some(billing) = stored.billing {
+            self.registry.send(org, AdoptBilling(billing)).await?;
+        }
+        Ok(())
+    }
+
     /// The org's record (`OrgNotFound` when there is none).
     pub async fn org(&self, org: &OrgId) -> Result<OrgRecord, EngineError> {
         self.backend()

@@ -188,3 +188,12 @@ pub struct BillingApplied {
 impl Message for ApplyBilling {
     type Result = Result<BillingApplied, EngineError>;
 }
+
+/// The billing mirror as another node stored it (a shared store): taken as the actor's
+/// own, with the plan it implies; the mirror itself is not written back.
+#[derive(Debug, Clone)]
+pub struct AdoptBilling(pub BillingRecord);
+
+impl Message for AdoptBilling {
+    type Result = Result<(), EngineError>;
+}

@@ -4,12 +4,20 @@
 //! `store.redis_sync_ms` and publishes them into the views, so a node sees the other
 //! nodes' consumes and records within one interval. Views read since the last pass are
 //! refreshed every pass, the others every `FULL_EVERY` passes (an idle org's next check
-//! is then at most that stale). With N nodes each admitting at rate R, what the cluster
+//! is then at most that stale). A billing mirror another node changed (a plan change, a
+//! webhook) reaches this node's actor the same way, and its quota follows the plan. With N nodes each admitting at rate R, what the cluster
 //! can admit beyond the quota is about (N−1)·R·interval (see the README).
 
 use super::engine::QuotaEngine;
+use super::messages::AdoptBilling;
+use crate::domain::{BillingRecord, OrgId};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The billing mirror each live org had in the store at the last pass: a change there
+/// (another node's Stripe operation or webhook) is handed to the org's actor.
+pub type SeenBilling = HashMap<OrgId, BillingRecord>;
 
 /// Every this many passes, every live view is refreshed, read or not.
 const FULL_EVERY: u64 = 20;
@@ -17,9 +25,10 @@ const FULL_EVERY: u64 = 20;
 const CONCURRENCY: usize = 64;
 
 impl QuotaEngine {
-    /// Refreshes the live views from the store's totals; `all` includes views nobody
-    /// read since the last pass. Returns how many views were refreshed.
-    pub async fn sync_from_store(&self, all: bool) -> usize {
+    /// Refreshes the live views from the store's totals (and their actors from the
+    /// store's billing mirror, when it changed); `all` includes views nobody read since
+    /// the last pass. Returns how many views were refreshed.
+    pub async fn sync_from_store(&self, all: bool, seen: &mut SeenBilling) -> usize {
         let catalogue = self.catalogue().clone();
         let ledger = self.backend().ledger.clone();
         let views: Vec<_> = self
@@ -38,14 +47,23 @@ impl QuotaEngine {
                 let epochs: Vec<Option<u64>> = (0..catalogue.metrics().len())
                     .map(|i| view.epoch(i))
                     .collect();
-                let read = ledger.counters(org, period);
-                async move { (view, epochs, read.await) }
+                let read = ledger.load(org, period);
+                async move { (org, view, epochs, read.await) }
             });
-            for (view, epochs, result) in futures_util::future::join_all(reads).await {
-                let Ok(totals) = result else {
+            for (org, view, epochs, result) in futures_util::future::join_all(reads).await {
+                let Ok(stored) = result else {
                     failed = true;
                     continue;
                 };
+                if let Some(billing) = stored.billing {
+                    if seen.get(org) != Some(&billing) {
+                        seen.insert(org.clone(), billing.clone());
+                        if let Some(handle) = self.registry().live(org) {
+                            handle.addr.do_send(AdoptBilling(billing));
+                        }
+                    }
+                }
+                let totals = stored.counters;
                 for (i, metric) in catalogue.metrics().iter().enumerate() {
                     if let Some(Some(epoch)) = epochs.get(i) {
                         view.sync_used(i, *epoch, totals.get(metric).copied().unwrap_or(0));
@@ -54,6 +72,10 @@ impl QuotaEngine {
             }
         }
         self.context().degraded.set_sync(failed);
+        if all {
+            let live = self.registry().live_orgs();
+            seen.retain(|org, _| live.contains(org));
+        }
         refreshed
     }
 }
@@ -64,11 +86,12 @@ pub fn start(engine: Arc<QuotaEngine>, interval: Duration) -> actix_rt::task::Jo
         let mut tick = actix_rt::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut pass: u64 = 0;
+        let mut seen = SeenBilling::new();
         loop {
             tick.tick().await;
             pass = pass.wrapping_add(1);
             engine
-                .sync_from_store(pass.is_multiple_of(FULL_EVERY))
+                .sync_from_store(pass.is_multiple_of(FULL_EVERY), &mut seen)
                 .await;
         }
     })

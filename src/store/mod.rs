@@ -137,6 +137,18 @@ pub trait OrgDirectory: Send + Sync + 'static {
     /// Remembers that Stripe customer `customer` is `org`'s (durably).
     fn link_customer(&self, customer: &str, org: &OrgId) -> StoreFuture<()>;
     fn org_of_customer(&self, customer: &str) -> StoreFuture<Option<OrgId>>;
+    /// Takes `org`'s billing lease for `lease_ms` — or, with the `token` of a lease
+    /// held, extends it — unless another holder has it: `Some(token)` then, else `None`.
+    /// Several nodes sharing the store serialise an org's Stripe operations with it; a
+    /// store one process opens may grant it at once (the in-process lock serialises).
+    fn lease(
+        &self,
+        org: &OrgId,
+        token: Option<String>,
+        lease_ms: u64,
+    ) -> StoreFuture<Option<String>>;
+    /// Gives the lease up, if `token` still holds it.
+    fn release(&self, org: &OrgId, token: String) -> StoreFuture<()>;
 }
 
 /// Org API keys (hashes only).
@@ -192,6 +204,10 @@ pub trait DebugLogStore: Send + Sync + 'static {
 pub trait StoreHealth: Send + Sync + 'static {
     /// `sled`, `memory`, `redis`.
     fn backend(&self) -> &'static str;
+    /// Whether other processes may write this store too (then caches follow it).
+    fn shared(&self) -> bool {
+        false
+    }
     /// A real write, read back and made durable (smoke diagnostics).
     fn round_trip(&self) -> StoreFuture<()>;
     /// Bytes on disk, where that means something.

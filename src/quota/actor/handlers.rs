@@ -167,6 +167,22 @@ impl Handler<ReadBilling> for OrgActor {
     }
 }
 
+impl Handler<AdoptBilling> for OrgActor {
+    type Result = Result<(), EngineError>;
+
+    fn handle(&mut self, msg: AdoptBilling, ctx: &mut Context<Self>) -> Self::Result {
+        refuse_if_retired!(self);
+        if msg.0 != self.billing {
+            self.billing = msg.0;
+            if let Some(write) = self.follow_plan() {
+                // The commit is driven (and a failure handled) by the actor itself.
+                drop(self.commit(ctx, vec![write]));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Handler<ApplyBilling> for OrgActor {
     type Result = Result<BillingApplied, EngineError>;
 

@@ -120,6 +120,10 @@ impl StoreHealth for RedisHealth {
         "redis"
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn round_trip(&self) -> StoreFuture<()> {
         let redis = self.0.clone();
         async move {

@@ -1,9 +1,11 @@
 //! The Redis backend against real Redis servers started by the tests: one server, and a
 //! cluster of six (three masters, three replicas).
 
+mod billing;
 mod conformance;
 mod drift;
 mod failover;
 mod nodes;
 mod outage;
 pub mod servers;
+mod webhooks;

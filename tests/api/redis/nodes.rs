@@ -135,3 +135,80 @@ async fn three_nodes_share_orgs_records_keys_and_usage() {
     let node = start_nodes(&redis, std::slice::from_ref(&fresh)).remove(0);
     assert_eq!(entitlements(&c, &node.base, &org).await["used"], 25);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_one_node_under_record_load_loses_no_acknowledged_record() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let Some(redis) = Redis::start(6, true) else {
+        return;
+    };
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = start_nodes(&redis, &dirs);
+    let c = client();
+    let org = create_org(&c, &nodes[0].base).await;
+    // Every request id sent to the node about to die, and whether its 200 came back.
+    let sent: Arc<Mutex<HashMap<String, bool>>> = Arc::default();
+    let victim = nodes[0].base.clone();
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let (c, base, org, sent) = (c.clone(), victim.clone(), org.clone(), sent.clone());
+            tokio::spawn(async move {
+                for n in 0.. {
+                    let id = format!("req_{t}_{n}");
+                    let res = post(
+                        &c,
+                        &base,
+                        "/api/usage/record",
+                        &record(&org, &id, 1, MID_MONTH),
+                    )
+                    .await;
+                    let acked = matches!(&res, Ok(r) if r.status() == 200);
+                    sent.lock().unwrap().insert(id, acked);
+                    if res.is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    nodes[0].kill9();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let sent = std::mem::take(&mut *sent.lock().unwrap());
+    let acked = sent.values().filter(|a| **a).count() as u64;
+    assert!(acked > 20, "the load ran: {acked} acknowledged");
+    // The surviving node sees every acknowledged record...
+    let survivor = &nodes[1];
+    let used = entitlements(&c, &survivor.base, &org).await["used"]
+        .as_u64()
+        .unwrap();
+    assert!(used >= acked, "{used} counted, {acked} acknowledged");
+    // ...and replaying every request through it counts each exactly once.
+    for id in sent.keys() {
+        let res = post(
+            &c,
+            &survivor.base,
+            "/api/usage/record",
+            &record(&org, id, 1, MID_MONTH),
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 200, "{id}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let used = entitlements(&c, &survivor.base, &org).await["used"].clone();
+        if used == sent.len() as u64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{used} counted for {} request ids",
+            sent.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
