@@ -42,6 +42,7 @@ for p in "${PORTS[@]}"; do
     redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes --cluster-node-timeout 2000 \
         --appendonly yes --save "" --dir "$WORK/redis/$p" >/dev/null 2>&1 &
     PIDS+=("$!")
+    disown
 done
 for p in "${PORTS[@]}"; do
     for _ in $(seq 1 100); do redis-cli -p "$p" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
@@ -63,6 +64,7 @@ start_node() { # name → its base URL in $WORK/<name>.url
         EDGEQUOTA__AUTH__SERVICE_TOKENS="$SERVICE_TOKEN" EDGEQUOTA__AUTH__ADMIN_TOKENS="admin-$RANDOM$RANDOM" \
         EDGEQUOTA__TELEMETRY__LEVEL=warn "$BIN" >"$WORK/$name.log" 2>&1 &
     PIDS+=("$!")
+    disown
     echo "$!" >"$WORK/$name.pid"
     echo "http://127.0.0.1:$port" >"$WORK/$name.url"
     for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/api/diag/ping" >/dev/null 2>&1 && return 0; sleep 0.1; done
