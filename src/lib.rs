@@ -1,7 +1,9 @@
 //! edgequota: an edge quota service. API gateways ask it whether an org may make one
 //! more call; per-org actors answer from memory, usage is recorded idempotently and
-//! durably in sled, billing lives in Stripe and is mirrored into Stigg, and supervisors
-//! keep periods, webhooks and provisioning converged.
+//! durably (in the embedded sled store, or in a Redis Cluster shared by several nodes),
+//! billing lives in Stripe and is mirrored into Stigg, and supervisors keep periods,
+//! webhooks and provisioning converged. Gateways call it over HTTP (check, consume,
+//! forward auth) or Envoy's rate limit service over gRPC.
 //!
 //! `Application::build` wires everything and binds the port (port 0 for tests);
 //! `run_until_stopped` serves until SIGTERM/SIGINT or `stop`, then drains in order.
