@@ -59,12 +59,16 @@ async fn a_permanently_failing_event_becomes_a_visible_replayable_dead_letter() 
     .await;
     assert_eq!(dead["attempts"], 3);
     // The gauge follows at the end of the supervisor's drain, just after the state.
-    eventually("the dead letter gauge at 1", Duration::from_secs(5), || async {
-        let metrics = t.app.get("/metrics", ADMIN).await.text().await.unwrap();
-        metrics
-            .contains("edgequota_webhook_dead_letters 1")
-            .then_some(())
-    })
+    eventually(
+        "the dead letter gauge at 1",
+        Duration::from_secs(5),
+        || async {
+            let metrics = t.app.get("/metrics", ADMIN).await.text().await.unwrap();
+            metrics
+                .contains("edgequota_webhook_dead_letters 1")
+                .then_some(())
+        },
+    )
     .await;
     assert_eq!(t.plan_of(&org).await.0, "plan_starter_m");
 
