@@ -186,6 +186,14 @@ pub async fn read_body(
 /// Parses exactly one JSON value (white space around it allowed, nothing else),
 /// naming the failing field (`value`, `items[2].id`) in the details.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // The plain parse is the hot path; only a body it refuses is parsed again, with
+    // path tracking, to name the field in the error.
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    if let Ok(value) = T::deserialize(&mut de) {
+        if de.end().is_ok() {
+            return Ok(value);
+        }
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

@@ -68,6 +68,12 @@ fn on(method: &str) -> actix_web::Route {
 }
 
 route_table! {
+    // The hot routes first: actix-web tries resources in this order.
+    "/api/quota/check" POST => quota::check,
+    "/api/quota/consume" POST => quota::consume,
+    "/api/quota/authorize" ANY => authorize::authorize,
+    "/api/usage/record" POST => usage::record,
+    "/api/usage/record.batch" POST => usage_batch::record_batch,
     "/api/orgs.create" POST => orgs::create,
     "/api/orgs/api-keys.create" POST => orgs::create_key,
     "/api/orgs/api-keys.revoke" POST => orgs::revoke_key,
@@ -89,11 +95,6 @@ route_table! {
     "/api/stigg/provision" POST => stigg::provision,
     "/api/stigg/provision.status" GET => stigg::status,
     "/api/usage/seed" POST => usage::seed,
-    "/api/usage/record" POST => usage::record,
-    "/api/usage/record.batch" POST => usage_batch::record_batch,
-    "/api/quota/check" POST => quota::check,
-    "/api/quota/consume" POST => quota::consume,
-    "/api/quota/authorize" ANY => authorize::authorize,
     "/api/quota/deny-envelope.example" POST => quota::deny_example,
     "/api/me/entitlements.read" GET => me::entitlements,
     "/api/admin/quotas.reset" POST => admin::quotas_reset,
