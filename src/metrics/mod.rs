@@ -6,8 +6,8 @@
 pub mod labels;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 use std::sync::Arc;
 
@@ -35,6 +35,7 @@ pub struct Inner {
     pub commit_errors: IntCounter,
     pub store_size_bytes: IntGauge,
     pub store_degraded: IntGauge,
+    pub store_sync_interval_max: Gauge,
     pub rollover_runs: IntCounterVec,
     pub rollover_orgs: IntCounter,
     pub current_period: IntGauge,
@@ -225,6 +226,15 @@ impl Metrics {
             ),
             commit_errors: counter("store_commit_errors_total", "Group commits that failed"),
             store_size_bytes: gauge("store_size_bytes", "Size of the sled database on disk"),
+            store_sync_interval_max: register(
+                &registry,
+                &names,
+                Gauge::new(
+                    name("store_sync_interval_max_seconds"),
+                    "Longest time between two passes of the shared-store sync since start (drift window)",
+                )
+                .unwrap_or_else(|e| panic!("metric store_sync_interval_max_seconds: {e}")),
+            ),
             store_degraded: gauge(
                 "store_degraded",
                 "1 while decisions are made from memory alone (the shared store is unreachable)",

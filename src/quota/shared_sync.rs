@@ -87,8 +87,19 @@ pub fn start(engine: Arc<QuotaEngine>, interval: Duration) -> actix_rt::task::Jo
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut pass: u64 = 0;
         let mut seen = SeenBilling::new();
+        let mut last: Option<std::time::Instant> = None;
+        let longest = engine.context().metrics.store_sync_interval_max.clone();
         loop {
             tick.tick().await;
+            // How stale a view can get is the time between passes, not the setting: a
+            // starved machine stretches it, and the drift bound with it.
+            let now = std::time::Instant::now();
+            if let Some(gap) = last.map(|l| now.duration_since(l).as_secs_f64()) {
+                if gap > longest.get() {
+                    longest.set(gap);
+                }
+            }
+            last = Some(now);
             pass = pass.wrapping_add(1);
             engine
                 .sync_from_store(pass.is_multiple_of(FULL_EVERY), &mut seen)

@@ -2,7 +2,8 @@
 //! once. Each node decides from its own memory and learns the others' consumes within a
 //! flush plus a sync interval, so the cluster may admit more than the quota — at most
 //! about (N−1)·R·(flush + sync), R a node's admission rate. Measured here, and asserted
-//! against that bound computed from the measured rate.
+//! against that bound computed from the measured rate and the longest sync interval the
+//! nodes saw (their `store_sync_interval_max_seconds`).
 
 use super::servers::Redis;
 use crate::binary::{client, create_org, post, Server, MID_MONTH};
@@ -87,11 +88,32 @@ async fn over_admission_across_three_nodes_stays_within_the_documented_bound() {
     // R: one node's admission rate while the quota lasted (the whole run, conservatively
     // long, makes R smaller; so use the time to admit the quota at the observed total rate).
     let per_node_rate = admitted as f64 / NODES as f64 / elapsed.as_secs_f64();
-    let window = Duration::from_millis(FLUSH_MS + SYNC_MS + SLACK_MS);
+    // The sync interval as it was, not as configured: a starved machine (the rest of the
+    // suite runs beside this test) stretches it, and the bound with it.
+    let mut sync_ms = SYNC_MS;
+    for n in &nodes {
+        let scrape = c
+            .get(format!("{}/metrics", n.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let longest = scrape
+            .lines()
+            .find_map(|l| l.strip_prefix("edgequota_store_sync_interval_max_seconds "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .expect("the sync interval gauge");
+        sync_ms = sync_ms.max((longest * 1000.0).ceil() as u64);
+    }
+    // The flusher runs beside the sync and is stretched as much.
+    let flush_ms = FLUSH_MS + (sync_ms - SYNC_MS);
+    let window = Duration::from_millis(flush_ms + sync_ms + SLACK_MS);
     let bound = ((NODES - 1) as f64 * per_node_rate * window.as_secs_f64()).ceil() as u64;
     eprintln!(
         "drift: {admitted} admitted of 1000 (+{over}) by {NODES} nodes in {elapsed:?}; \
-         R = {per_node_rate:.0}/s per node; bound (N-1)*R*({FLUSH_MS}+{SYNC_MS}+{SLACK_MS} ms) = {bound}"
+         R = {per_node_rate:.0}/s per node; bound (N-1)*R*({flush_ms}+{sync_ms}+{SLACK_MS} ms) = {bound}"
     );
     assert!(admitted >= 1000, "the quota was not used up: {admitted}");
     assert!(
