@@ -135,10 +135,9 @@ pub async fn middleware<B: MessageBody + 'static>(
         let method = method_label(res.request().method());
         let status = res.status().as_u16();
         let elapsed = started.elapsed();
-        observe
+        let route = observe
             .routes
             .observe(path, method, status, elapsed.as_secs_f64());
-        let route = observe.routes.route_of(path);
         if observe.debug_log.should_log(is_hot(route, status)) {
             let route = route.to_owned();
             let org_id = res

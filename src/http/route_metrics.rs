@@ -67,37 +67,38 @@ impl RouteMetrics {
         }
     }
 
-    /// The route label of a request path: the path itself if it is a route.
-    pub fn route_of<'p>(&self, path: &'p str) -> &'p str {
-        if self.routes.contains_key(path) {
-            path
-        } else {
-            "unmatched"
-        }
-    }
-
-    /// Counts one request.
-    pub fn observe(&self, path: &str, method: &'static str, status: u16, secs: f64) {
-        let series = self
-            .routes
-            .get(path)
-            .and_then(|all| all.iter().find(|s| s.method == method));
+    /// Counts one request; returns its route label (the path if it is a route).
+    pub fn observe<'p>(
+        &self,
+        path: &'p str,
+        method: &'static str,
+        status: u16,
+        secs: f64,
+    ) -> &'p str {
+        let Some(all) = self.routes.get(path) else {
+            self.fallback("unmatched", method, status, secs);
+            return "unmatched";
+        };
+        let series = all.iter().find(|s| s.method == method);
         match (series, class_index(status)) {
             (Some(s), Some(class)) => {
                 s.by_class[class].inc();
                 s.duration.observe(secs);
             }
-            _ => {
-                let route = self.route_of(path);
-                self.metrics
-                    .http_requests
-                    .with_label_values(&[route, method, class_label(status)])
-                    .inc();
-                self.metrics
-                    .http_duration
-                    .with_label_values(&[route])
-                    .observe(secs);
-            }
+            _ => self.fallback(path, method, status, secs),
         }
+        path
+    }
+
+    /// The labelled path, for what has no pre-resolved series.
+    fn fallback(&self, route: &str, method: &str, status: u16, secs: f64) {
+        self.metrics
+            .http_requests
+            .with_label_values(&[route, method, class_label(status)])
+            .inc();
+        self.metrics
+            .http_duration
+            .with_label_values(&[route])
+            .observe(secs);
     }
 }

@@ -55,9 +55,44 @@ impl ConsumeQueue {
         }
     }
 
+    /// Keeps `writes` (usage deltas whose commit failed) for the next flush.
+    pub fn keep_failed(&self, org: &OrgId, writes: Vec<LedgerWrite>) {
+        let mut deltas = Deltas::new();
+        add_usage(&mut deltas, writes);
+        self.restore(org.clone(), deltas);
+    }
+
     /// Whether some consumed units wait for the store to come back.
     pub fn has_unpersisted(&self) -> bool {
         !locked(&self.unpersisted).is_empty()
+    }
+}
+
+/// Commits usage `writes` now, without waiting (on any runtime: consumes also arrive on
+/// the gRPC front's); a failed commit keeps them for the next flush, like a failed flush.
+pub fn persist_in_background(ctx: Arc<EngineContext>, org: &OrgId, writes: Vec<LedgerWrite>) {
+    let commit = ctx.backend.ledger.commit(org, writes.clone());
+    let org = org.clone();
+    tokio::spawn(async move {
+        if let Err(e) = commit.await {
+            ctx.metrics.consume_persist_failures.inc();
+            tracing::warn!(org = %org, error.cause_chain = %crate::errors::chain(&e), "consumed units not persisted yet; retried at the next flush");
+            ctx.consumed.keep_failed(&org, writes);
+        }
+    });
+}
+
+/// Merges the usage deltas of `writes` into `deltas`, per counter.
+fn add_usage(deltas: &mut Deltas, writes: Vec<LedgerWrite>) {
+    for write in writes {
+        if let LedgerWrite::Usage {
+            period,
+            metric,
+            delta,
+        } = write
+        {
+            *deltas.entry((period, metric)).or_default() += delta;
+        }
     }
 }
 
@@ -83,20 +118,10 @@ pub async fn flush_consumes(ctx: &EngineContext) -> usize {
     let mut by_org: HashMap<OrgId, Deltas> =
         std::mem::take(&mut *locked(&ctx.consumed.unpersisted));
     for (org, view) in ctx.consumed.take() {
-        for write in usage_writes(ctx, &view.take_pending()) {
-            if let LedgerWrite::Usage {
-                period,
-                metric,
-                delta,
-            } = write
-            {
-                *by_org
-                    .entry(org.clone())
-                    .or_default()
-                    .entry((period, metric))
-                    .or_default() += delta;
-            }
-        }
+        add_usage(
+            by_org.entry(org).or_default(),
+            usage_writes(ctx, &view.take_pending()),
+        );
     }
     let commits: Vec<_> = by_org
         .into_iter()
@@ -292,15 +317,7 @@ impl QuotaEngine {
             metric: metric.clone(),
             delta,
         };
-        let commit = self.backend().ledger.commit(org, vec![write]);
-        let (org, metrics) = (org.clone(), self.context().metrics.clone());
-        // Any runtime: consumes also arrive on the gRPC front's.
-        tokio::spawn(async move {
-            if let Err(e) = commit.await {
-                metrics.consume_persist_failures.inc();
-                tracing::error!(org = %org, error.cause_chain = %crate::errors::chain(&e), "consumed units not persisted");
-            }
-        });
+        persist_in_background(self.context().clone(), org, vec![write]);
     }
 
     fn observe_consume(&self, metric: &Metric, outcome: &ConsumeOutcome, started: Instant) {

@@ -64,22 +64,48 @@ fn decision_response(
     })))
 }
 
+/// Check or consume: the same request, the same answer; only whether it counts differs.
+#[derive(Clone, Copy)]
+enum Decide {
+    Check,
+    Consume,
+}
+
+async fn decide(
+    state: &AppState,
+    auth: &Auth,
+    req: &HttpRequest,
+    body: CheckBody,
+    how: Decide,
+) -> ApiResult<HttpResponse> {
+    let (org, metric, cost) = decision_request(state, body)?;
+    auth.require_org(&org)?;
+    tag_org(req, &org);
+    let degraded = store_outage(state)?;
+    let now = state.now();
+    let (decision, included, period) = match how {
+        Decide::Check => {
+            let o = state.engine.check(&org, &metric, cost, now).await?;
+            (o.decision, o.included, o.period)
+        }
+        Decide::Consume => {
+            let o = state.engine.consume(&org, &metric, cost, now).await?;
+            (o.decision, o.included, o.period)
+        }
+    };
+    flag_degraded(
+        decision_response(&metric, decision, included, period, now),
+        degraded,
+    )
+}
+
 pub async fn check(
     state: web::Data<AppState>,
     auth: Auth,
     req: HttpRequest,
     Json(body): Json<CheckBody>,
 ) -> ApiResult<HttpResponse> {
-    let (org, metric, cost) = decision_request(&state, body)?;
-    auth.require_org(&org)?;
-    tag_org(&req, &org);
-    let degraded = store_outage(&state)?;
-    let now = state.now();
-    let o = state.engine.check(&org, &metric, cost, now).await?;
-    flag_degraded(
-        decision_response(&metric, o.decision, o.included, o.period, now),
-        degraded,
-    )
+    decide(&state, &auth, &req, body, Decide::Check).await
 }
 
 /// As `check`, except that an allowed answer has counted the cost (`remaining` is
@@ -90,16 +116,7 @@ pub async fn consume(
     req: HttpRequest,
     Json(body): Json<CheckBody>,
 ) -> ApiResult<HttpResponse> {
-    let (org, metric, cost) = decision_request(&state, body)?;
-    auth.require_org(&org)?;
-    tag_org(&req, &org);
-    let degraded = store_outage(&state)?;
-    let now = state.now();
-    let o = state.engine.consume(&org, &metric, cost, now).await?;
-    flag_degraded(
-        decision_response(&metric, o.decision, o.included, o.period, now),
-        degraded,
-    )
+    decide(&state, &auth, &req, body, Decide::Consume).await
 }
 
 /// Any authenticated caller may see the envelope; it describes the free plan's

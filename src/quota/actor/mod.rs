@@ -18,7 +18,7 @@ use super::context::{ActorSlots, EngineContext};
 use super::messages::*;
 use super::view::OrgView;
 use crate::domain::{BillingRecord, Metric, OrgId, PeriodKey, Plan, RequestId};
-use crate::quota::consume::usage_writes;
+use crate::quota::consume::{persist_in_background, usage_writes};
 use crate::store::{LedgerWrite, OrgState};
 use actix::prelude::*;
 use futures_util::future::{self as future_util, FutureExt};
@@ -174,14 +174,7 @@ impl OrgActor {
         // could load the org afresh), not at the flusher's next tick.
         let writes = usage_writes(&self.shared, &self.view.take_pending());
         if !writes.is_empty() {
-            let commit = self.shared.backend.ledger.commit(&self.org, writes);
-            let (org, metrics) = (self.org.clone(), self.shared.metrics.clone());
-            tokio::spawn(async move {
-                if let Err(e) = commit.await {
-                    metrics.consume_persist_failures.inc();
-                    tracing::error!(org = %org, error.cause_chain = %crate::errors::chain(&e), "consumed units not persisted");
-                }
-            });
+            persist_in_background(self.shared.clone(), &self.org, writes);
         }
         ctx.stop();
     }
