@@ -30,7 +30,8 @@
 #                       ORGS=10000  WARMUP=3 (seconds of unmeasured load before each route)
 #                       SKIP_BUILD=1 (use the existing release binary)
 #                       PROFILE=check (perf record -g the server during that route's
-#                       measured run; prints CPU by thread and the top symbols)
+#                       measured run; prints CPU by thread and the top symbols;
+#                       PERF_KEEP=/path keeps the perf.data)
 #                       ROUTES="ceiling check consume record" (which, in this order;
 #                       also authorize, batch, rls)  KEYS=1000  BATCH=100
 # Needs: cargo, curl, python3; installs `wrk` with apt-get when it is missing.
@@ -240,7 +241,8 @@ run() { # run MODE: a warm-up, then the measured run; prints wrk's RESULT line
             >/dev/null 2>&1
     fi
     echo "==> $mode: wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s" >&2
-    local perf_pid=""
+    local perf_pid="" commits_before
+    commits_before=$(commit_stats)
     if [[ "${PROFILE:-}" == "$mode" ]]; then
         perf record -q -g -o "$WORK/perf.data" -p "$SERVER_PID" -- sleep "$DURATION" \
             >/dev/null 2>&1 &
@@ -254,14 +256,37 @@ run() { # run MODE: a warm-up, then the measured run; prints wrk's RESULT line
         wait "$perf_pid" || true
         {
             echo "==> perf: server CPU by thread during $mode"
-            perf report -i "$WORK/perf.data" --no-children --sort comm --stdio 2>/dev/null |
+            # By thread (pid is the thread id here): every actix thread's name truncates to "actix-rt|system".
+            perf report -i "$WORK/perf.data" --no-children --sort pid -g none --stdio 2>/dev/null |
                 grep -v '^#' | grep -v '^$' | head -12
             echo "==> perf: top symbols"
             perf report -i "$WORK/perf.data" --no-children --sort sym --stdio 2>/dev/null |
                 grep -E '^ +[0-9.]+%' | head -25
+            if [[ -n "${PERF_KEEP:-}" ]]; then cp "$WORK/perf.data" "$PERF_KEEP"; fi
         } >&2
     fi
+    if [[ "$mode" != ceiling ]]; then
+        python3 - "$commits_before" "$(commit_stats)" <<'PY' >&2
+import sys
+(c0, s0, d0, k0, t0), (c1, s1, d1, k1, t1) = (map(float, a.split()) for a in sys.argv[1:3])
+n, k = c1 - c0, k1 - k0
+if n > 0:
+    print(f"    group commits: {n:.0f}, {(s1 - s0) / n:.1f} writes each, {(d1 - d0) / n * 1e3:.2f} ms each")
+if k > 0:
+    print(f"    checkpoints: {k:.0f}, {(t1 - t0) / k * 1e3:.1f} ms each")
+PY
+    fi
     grep '^RESULT' "$WORK/$mode.out"
+}
+
+commit_stats() { # the server's group commits (count, writes, seconds) and checkpoints (count, seconds) so far
+    curl -s "$BASE/metrics" | awk '
+        /^edgequota_store_commit_batch_size_count/ {c=$2}
+        /^edgequota_store_commit_batch_size_sum/ {s=$2}
+        /^edgequota_store_commit_duration_seconds_sum/ {d=$2}
+        /^edgequota_store_checkpoint_duration_seconds_count/ {k=$2}
+        /^edgequota_store_checkpoint_duration_seconds_sum/ {t=$2}
+        END {printf "%s %s %s %s %s\n", c+0, s+0, d+0, k+0, t+0}'
 }
 
 RESULTS=()

@@ -32,6 +32,7 @@ pub struct Inner {
     pub org_loads: IntCounterVec,
     pub commit_batch_size: Histogram,
     pub commit_duration: Histogram,
+    pub checkpoint_duration: Histogram,
     pub commit_errors: IntCounter,
     pub store_size_bytes: IntGauge,
     pub store_degraded: IntGauge,
@@ -219,10 +220,15 @@ impl Metrics {
             ),
             commit_duration: histogram(
                 "store_commit_duration_seconds",
-                "Time to apply and flush one group commit",
+                "Time to apply one group commit and make it durable",
                 vec![
                     0.000_1, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
                 ],
+            ),
+            checkpoint_duration: histogram(
+                "store_checkpoint_duration_seconds",
+                "Time to fold the ledger's write-ahead log into sled (flush, sync, empty the log)",
+                vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
             ),
             commit_errors: counter("store_commit_errors_total", "Group commits that failed"),
             store_size_bytes: gauge("store_size_bytes", "Size of the sled database on disk"),

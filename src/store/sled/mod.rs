@@ -5,7 +5,8 @@
 //! crash-atomic), `debug_log`, `diag`, `webhook_jobs` and `stigg_jobs` (job queues),
 //! `stripe_customers` (customer → org). Values are postcard behind a schema-version
 //! byte (`codec`). Ledger writes and usage records go through the group-commit writer
-//! thread (`writer`); other writes run on the blocking pool and end with a flush; every
+//! thread (`writer`), durable through its write-ahead log (`wal`) and folded into sled
+//! by a checkpoint; other writes run on the blocking pool and end with a flush; every
 //! flush ends with an `fdatasync` (`durability`).
 
 use crate::store::codec;
@@ -19,6 +20,7 @@ mod ledger;
 mod legacy;
 mod orgs;
 mod store_ledger;
+mod wal;
 mod writer;
 
 use super::faults::Faults;
@@ -26,8 +28,9 @@ use super::{Backend, StoreError, StoreResult};
 use crate::metrics::Metrics;
 use durability::Durability;
 use idem_filter::IdemFilter;
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use jobs::{JobTree, SharedJobTree};
 
@@ -54,25 +57,86 @@ pub struct Inner {
     pub filter: IdemFilter,
     /// The writer thread, once started (every flush goes through it).
     pub writer: std::sync::OnceLock<writer::CommitHandle>,
+    /// The ledger's write-ahead log (the writer thread's, and the final checkpoint's).
+    pub wal: Mutex<wal::Wal>,
+    /// Counter totals committed (in the log) but not yet in the tree: a counter hit by
+    /// every consume flush is written to sled once per checkpoint, not once per flush.
+    pub dirty: Mutex<HashMap<Vec<u8>, u64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Inner {
-    /// Blocking flush and sync.
-    pub fn flush_blocking(&self) -> StoreResult<()> {
+    /// Folds the log into sled: the dirty counters into the tree, a flush and sync, then
+    /// the log emptied (only after the flush: until then it is what is durable).
+    /// Blocking: the writer thread's (sled must be flushed from one thread).
+    pub fn checkpoint(&self) -> StoreResult<()> {
+        self.apply_dirty()?;
         self.db.flush()?;
         self.durability.sync()?;
+        lock(&self.wal).reset()?;
         self.durability.mark_caught_up();
         Ok(())
     }
 
-    /// If a flush failed after its writes were applied, flushes again (failing while the
-    /// disk still fails): nothing read from memory may be acknowledged before that.
+    /// Puts the dirty counters into the tree (visible to reads; durable already, by the
+    /// log), so that a scan of an org's counters sees them.
+    pub fn apply_dirty(&self) -> StoreResult<()> {
+        let mut dirty = lock(&self.dirty);
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (key, total) in dirty.iter() {
+            batch.insert(key.as_slice(), ledger::encode_counter(*total));
+        }
+        self.ledger.apply_batch(batch)?;
+        dirty.clear();
+        Ok(())
+    }
+
+    /// A counter's committed total: the dirty one, else the tree's.
+    pub fn counter(&self, key: &[u8]) -> StoreResult<u64> {
+        if let Some(total) = lock(&self.dirty).get(key) {
+            return Ok(*total);
+        }
+        match self.ledger.get(key)? {
+            Some(v) => ledger::decode_counter(&v),
+            None => Ok(0),
+        }
+    }
+
+    /// If a sync failed after its writes were applied, checkpoints (failing while the
+    /// disk still fails): nothing read from memory may be acknowledged before that. A
+    /// later log sync cannot stand in: after a failed `fdatasync` the kernel may have
+    /// dropped the pages it could not write and still report the next sync clean.
     pub fn barrier(&self) -> StoreResult<()> {
         if self.durability.is_behind() {
-            self.flush_blocking()?;
+            self.checkpoint()?;
         }
         Ok(())
     }
+}
+
+/// Applies the log's frames found at open to the tree, makes them durable in sled and
+/// empties the log; returns how many frames there were.
+fn replay(inner: &Inner, frames: Vec<Vec<u8>>) -> StoreResult<usize> {
+    let count = frames.len();
+    if count == 0 {
+        return Ok(0);
+    }
+    let mut batch = sled::Batch::default();
+    for frame in &frames {
+        // `Wal::open` returns only frames that parse.
+        for (key, value) in wal::puts(frame).unwrap_or_default() {
+            batch.insert(key, value);
+        }
+    }
+    inner.ledger.apply_batch(batch)?;
+    inner.checkpoint()?;
+    Ok(count)
 }
 
 /// Makes every write so far durable without blocking the calling thread: through the
@@ -96,7 +160,10 @@ pub fn open(path: &Path, options: OpenOptions, metrics: Metrics) -> StoreResult<
     let webhook_tree = db.open_tree(crate::store::webhook_jobs::TREE)?;
     let stigg_tree = db.open_tree(crate::store::stigg_jobs::TREE)?;
     legacy::migrate(&db, &webhook_tree, &stigg_tree)?;
+    let (wal, frames) = wal::Wal::open(path, options.fdatasync)?;
     let inner = Arc::new(Inner {
+        wal: Mutex::new(wal),
+        dirty: Mutex::new(HashMap::new()),
         ledger: db.open_tree("ledger")?,
         durability: Durability::open(path, options.fdatasync, faults.clone())?,
         faults: faults.clone(),
@@ -104,6 +171,10 @@ pub fn open(path: &Path, options: OpenOptions, metrics: Metrics) -> StoreResult<
         writer: std::sync::OnceLock::new(),
         db: db.clone(),
     });
+    let replayed = replay(&inner, frames)?;
+    if replayed > 0 {
+        tracing::info!(frames = replayed, "ledger log replayed");
+    }
     let writer = Arc::new(
         writer::GroupCommitWriter::start(inner.clone(), options.commit_max_batch, metrics.clone())
             .map_err(crate::store::StoreError::from)?,

@@ -81,6 +81,7 @@ impl LedgerStore for SledLedger {
         let org = org.clone();
         self.queued_read(move |inner| {
             inner.barrier()?;
+            inner.apply_dirty()?;
             Ok(StoredLedger {
                 state: ledger::get_state(&inner.ledger, &org)?,
                 billing: ledger::get_billing(&inner.ledger, &org)?,
@@ -93,6 +94,7 @@ impl LedgerStore for SledLedger {
         let org = org.clone();
         self.queued_read(move |inner| {
             inner.barrier()?;
+            inner.apply_dirty()?;
             ledger::counters_for(&inner.ledger, &org, period)
         })
     }

@@ -1,23 +1,28 @@
 //! The group-commit writer: one OS thread that owns every ledger write and decides every
 //! usage record.
 //!
-//! Callers submit and keep serving; the writer takes everything queued, turns it into
-//! one sled batch (crash-atomic) — counting each record's delta onto the stored total
-//! unless its request id was recorded before — flushes once and `fdatasync`s for the
-//! whole batch, and only then answers each submitter. A 200 that waited for its answer
-//! therefore survives `kill -9` and power loss, while the sync's cost is shared by every
-//! request that arrived during the previous one. Because one thread decides, a request
-//! id is counted once however many callers race with it, and a replay is answered only
-//! after a flush covered what it read.
+//! Callers submit and keep serving; the writer takes everything queued, applies it as one
+//! sled batch — counting each record's delta onto the stored total unless its request id
+//! was recorded before — appends the batch's final values to the write-ahead log as one
+//! frame and `fdatasync`s it, and only then answers each submitter. A 200 that waited for
+//! its answer therefore survives `kill -9` and power loss, while the sync's cost is
+//! shared by every request that arrived during the previous one. Because one thread
+//! decides, a request id is counted once however many callers race with it, and a replay
+//! is answered only after a sync covered what it read.
+//!
+//! Counters stay out of the tree until a checkpoint (every second, when the log passes
+//! its size cap, on an explicit flush, at stop) writes each once, whatever number of
+//! commits moved it; the checkpoint flushes sled and then empties the log.
 //!
 //! Reads that must see every write submitted before them (an actor loading its org)
 //! are queued too and run after the batch ahead of them.
 //!
-//! A plain thread (not a task) because the flush blocks; an unbounded std channel
-//! because submitters must never block, and the number of waiting writes is already
-//! bounded by the HTTP requests in flight.
+//! A plain thread (not a task) because syncs block; an unbounded std channel because
+//! submitters must never block, and the number of waiting writes is already bounded by
+//! the HTTP requests in flight.
 
 use super::ledger::{self, IdemEntry};
+use super::wal::Ops;
 use super::Inner;
 use crate::domain::OrgId;
 use crate::metrics::Metrics;
@@ -25,7 +30,12 @@ use crate::store::{record_body, LedgerWrite, Recorded, StoreError, StoreResult, 
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How often the log is folded into sled, at most.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// The log's size that forces a checkpoint (it bounds replay time and disk use).
+const WAL_CAP_BYTES: u64 = 64 << 20;
 use tokio::sync::oneshot;
 
 /// A record's answer body.
@@ -141,12 +151,13 @@ enum Answer {
     Flush(oneshot::Sender<StoreResult<()>>),
 }
 
-/// One group commit under construction: the sled batch, the totals and idempotency
-/// entries it has written so far (later writes of the same batch build on them), and
-/// who to answer once it is durable.
+/// One group commit under construction: the sled batch and the log frame mirroring it,
+/// the counter totals and idempotency entries it has written so far (later writes of the
+/// same batch build on them), and who to answer once it is durable.
 struct Batch<'a> {
     inner: &'a Inner,
     batch: sled::Batch,
+    ops: Ops,
     writes: usize,
     totals: HashMap<Vec<u8>, u64>,
     /// Request ids recorded by this batch: their fingerprint and answer.
@@ -162,6 +173,7 @@ impl<'a> Batch<'a> {
         Self {
             inner,
             batch: sled::Batch::default(),
+            ops: Ops::default(),
             writes: 0,
             totals: HashMap::new(),
             requests: HashMap::new(),
@@ -194,34 +206,30 @@ impl<'a> Batch<'a> {
     }
 
     fn total(&mut self, key: &[u8]) -> StoreResult<u64> {
-        if let Some(t) = self.totals.get(key) {
-            return Ok(*t);
-        }
-        match self.inner.ledger.get(key)? {
-            Some(v) => ledger::decode_counter(&v),
-            None => Ok(0),
+        match self.totals.get(key) {
+            Some(t) => Ok(*t),
+            None => self.inner.counter(key),
         }
     }
 
-    fn add_to(&mut self, key: Vec<u8>, delta: u64) -> StoreResult<u64> {
-        let total = self.total(&key)?.saturating_add(delta);
-        self.batch
-            .insert(key.as_slice(), ledger::encode_counter(total));
-        self.totals.insert(key, total);
-        self.writes += 1;
-        Ok(total)
-    }
-
+    /// Adds `delta` to a counter (saturating at 0 and `u64::MAX`); returns the total.
     fn add_signed(&mut self, key: Vec<u8>, delta: i64) -> StoreResult<u64> {
-        if delta >= 0 {
-            return self.add_to(key, delta.unsigned_abs());
-        }
-        let total = self.total(&key)?.saturating_sub(delta.unsigned_abs());
-        self.batch
-            .insert(key.as_slice(), ledger::encode_counter(total));
+        let total = self.total(&key)?;
+        let total = if delta >= 0 {
+            total.saturating_add(delta.unsigned_abs())
+        } else {
+            total.saturating_sub(delta.unsigned_abs())
+        };
         self.totals.insert(key, total);
         self.writes += 1;
         Ok(total)
+    }
+
+    /// Puts a non-counter value, in the tree's batch and in the log's frame.
+    fn put(&mut self, key: &[u8], value: Vec<u8>) {
+        self.ops.put(key, &value);
+        self.batch.insert(key, value);
+        self.writes += 1;
     }
 
     fn record(&mut self, org: &OrgId, u: UsageRecord) -> StoreResult<Recorded> {
@@ -244,7 +252,8 @@ impl<'a> Batch<'a> {
                 Recorded::Conflict
             });
         }
-        let total = self.add_to(ledger::counter_key(org, u.period, &u.metric), u.delta)?;
+        let delta = i64::try_from(u.delta).unwrap_or(i64::MAX);
+        let total = self.add_signed(ledger::counter_key(org, u.period, &u.metric), delta)?;
         let body = record_body(u.period, total, u.included);
         let entry = IdemEntry {
             fingerprint: u.fingerprint,
@@ -253,8 +262,7 @@ impl<'a> Batch<'a> {
         };
         // Into the filter before it is stored: a later look-up must not skip the store.
         self.inner.filter.insert(&key);
-        self.batch
-            .insert(key.as_slice(), ledger::encode_idem(&entry));
+        self.put(&key, ledger::encode_idem(&entry));
         self.requests.insert(key, (u.fingerprint, body.clone()));
         Ok(Recorded::New { body, total })
     }
@@ -263,12 +271,10 @@ impl<'a> Batch<'a> {
         for w in writes {
             match w {
                 LedgerWrite::State(s) => {
-                    self.batch
-                        .insert(ledger::state_key(org), ledger::encode_state(&s));
+                    self.put(&ledger::state_key(org), ledger::encode_state(&s))
                 }
                 LedgerWrite::Billing(b) => {
-                    self.batch
-                        .insert(ledger::billing_key(org), ledger::encode_billing(&b));
+                    self.put(&ledger::billing_key(org), ledger::encode_billing(&b))
                 }
                 LedgerWrite::Usage {
                     period,
@@ -278,23 +284,24 @@ impl<'a> Batch<'a> {
                     self.add_signed(ledger::counter_key(org, period, &metric), delta)?;
                 }
                 LedgerWrite::Zero { period, metric } => {
-                    let key = ledger::counter_key(org, period, &metric);
-                    self.batch.insert(key.as_slice(), ledger::encode_counter(0));
-                    self.totals.insert(key, 0);
+                    self.totals
+                        .insert(ledger::counter_key(org, period, &metric), 0);
+                    self.writes += 1;
                 }
             }
-            self.writes += 1;
         }
         Ok(())
     }
 
-    /// Applies, flushes and syncs (a batch of replays alone still flushes if an earlier
-    /// flush failed: what they read must be durable before they are answered).
+    /// Applies, logs and syncs (a batch of replays alone still syncs if an earlier sync
+    /// failed: what they read must be durable before they are answered).
     fn finish(self, m: &Metrics) {
         let Batch {
             inner,
             batch,
+            ops,
             writes,
+            totals,
             answers,
             reads,
             flush_asked,
@@ -303,9 +310,9 @@ impl<'a> Batch<'a> {
         if !answers.is_empty() {
             let started = Instant::now();
             let result = if writes > 0 {
-                apply(inner, batch)
+                apply(inner, batch, ops, totals, flush_asked)
             } else if flush_asked {
-                flush_now(inner)
+                inner.checkpoint()
             } else {
                 inner.barrier()
             };
@@ -332,34 +339,72 @@ impl<'a> Batch<'a> {
     }
 }
 
-fn apply(inner: &Inner, batch: sled::Batch) -> StoreResult<()> {
+/// Applies a batch to memory (the tree, the dirty counters) and makes it durable: one
+/// log frame and its sync, or a checkpoint when asked to flush or when an earlier sync
+/// failed (the log alone no longer proves durability then).
+fn apply(
+    inner: &Inner,
+    batch: sled::Batch,
+    mut ops: Ops,
+    totals: HashMap<Vec<u8>, u64>,
+    flush_asked: bool,
+) -> StoreResult<()> {
     inner.faults.apply_fault()?;
+    for (key, total) in &totals {
+        ops.put(key, &ledger::encode_counter(*total));
+    }
     inner.ledger.apply_batch(batch)?;
-    flush_now(inner)
+    super::lock(&inner.dirty).extend(totals);
+    let logged = if ops.is_empty() {
+        Ok(())
+    } else {
+        let mut wal = super::lock(&inner.wal);
+        wal.append(&ops)
+            .and_then(|()| inner.faults.flush_fault())
+            .and_then(|()| wal.sync())
+            .map_err(StoreError::from)
+    };
+    match logged {
+        Ok(()) if flush_asked || inner.durability.is_behind() => inner.checkpoint(),
+        Ok(()) => Ok(()),
+        Err(e) => {
+            // Applied in memory but not durable: reads must checkpoint before answering.
+            inner.durability.mark_behind();
+            Err(e)
+        }
+    }
 }
 
-/// Flushes every tree and syncs, recording whether the disk is behind what was applied.
-fn flush_now(inner: &Inner) -> StoreResult<()> {
-    let synced = inner
-        .db
-        .flush()
-        .map_err(StoreError::from)
-        .and_then(|_| inner.durability.sync().map_err(StoreError::from));
-    match synced {
-        Ok(()) => inner.durability.mark_caught_up(),
-        // Applied in memory but not durable: reads must flush before they answer.
-        Err(_) => inner.durability.mark_behind(),
+/// Folds the log into sled when it is due; a failure keeps the log (still durable) for
+/// the next try.
+fn checkpoint_if_due(inner: &Inner, last: &mut Instant, m: &Metrics) {
+    let wal_len = super::lock(&inner.wal).len();
+    if last.elapsed() < CHECKPOINT_EVERY && wal_len < WAL_CAP_BYTES {
+        return;
     }
-    synced
+    *last = Instant::now();
+    if wal_len == 0 && super::lock(&inner.dirty).is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    let result = inner.checkpoint();
+    m.checkpoint_duration
+        .observe(started.elapsed().as_secs_f64());
+    if let Err(e) = result {
+        m.commit_errors.inc();
+        tracing::warn!(error = %crate::errors::chain(&e), "ledger checkpoint failed; the log keeps the writes and the next checkpoint retries");
+    }
 }
 
 fn run(inner: &Inner, rx: mpsc::Receiver<Msg>, max: usize, m: Metrics) {
     let mut stopping = false;
+    let mut last_checkpoint = Instant::now();
     while !stopping {
         let mut b = Batch::new(inner);
-        match rx.recv() {
+        match rx.recv_timeout(CHECKPOINT_EVERY) {
             Ok(msg) => stopping = !b.add(msg),
-            Err(_) => stopping = true,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => stopping = true,
         }
         while !stopping && b.answers.len() + b.reads.len() < max {
             match rx.try_recv() {
@@ -368,8 +413,9 @@ fn run(inner: &Inner, rx: mpsc::Receiver<Msg>, max: usize, m: Metrics) {
             }
         }
         b.finish(&m);
+        checkpoint_if_due(inner, &mut last_checkpoint, &m);
     }
-    if let Err(e) = inner.flush_blocking() {
-        tracing::error!(error = %crate::errors::chain(&e), "final flush failed");
+    if let Err(e) = inner.checkpoint() {
+        tracing::error!(error = %crate::errors::chain(&e), "final checkpoint failed; the log keeps the writes for the next start");
     }
 }
