@@ -231,7 +231,10 @@ run() { # run MODE: a warm-up, then the measured run; prints wrk's RESULT line
     if [[ "$mode" == rls ]]; then
         [[ "$WARMUP" -gt 0 ]] && run_rls "$WARMUP" >/dev/null
         echo "==> rls: $CONNECTIONS calls in flight, ${DURATION}s" >&2
-        run_rls "$DURATION" | grep '^RESULT' || { cat "$WORK/rls.err" >&2; exit 1; }
+        local t0 result
+        t0=$(cpu_ticks "$SERVER_PID")
+        result=$(run_rls "$DURATION" | grep '^RESULT') || { cat "$WORK/rls.err" >&2; exit 1; }
+        echo "$result $(( $(cpu_ticks "$SERVER_PID") - t0 ))"
         return
     fi
     [[ "$mode" == ceiling ]] && target=$CEILING_BASE
@@ -241,8 +244,10 @@ run() { # run MODE: a warm-up, then the measured run; prints wrk's RESULT line
             >/dev/null 2>&1
     fi
     echo "==> $mode: wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s" >&2
-    local perf_pid="" commits_before
+    local perf_pid="" commits_before loaded=$SERVER_PID ticks_before
+    [[ "$mode" == ceiling ]] && loaded=$CEILING_PID
     commits_before=$(commit_stats)
+    ticks_before=$(cpu_ticks "$loaded")
     if [[ "${PROFILE:-}" == "$mode" ]]; then
         perf record -q -g -o "$WORK/perf.data" -p "$SERVER_PID" -- sleep "$DURATION" \
             >/dev/null 2>&1 &
@@ -276,7 +281,11 @@ if k > 0:
     print(f"    checkpoints: {k:.0f}, {(t1 - t0) / k * 1e3:.1f} ms each")
 PY
     fi
-    grep '^RESULT' "$WORK/$mode.out"
+    echo "$(grep '^RESULT' "$WORK/$mode.out") $(( $(cpu_ticks "$loaded") - ticks_before ))"
+}
+
+cpu_ticks() { # CPU time (user + system, in clock ticks) process $1 has used so far
+    awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
 commit_stats() { # the server's group commits (count, writes, seconds) and checkpoints (count, seconds) so far
@@ -298,14 +307,15 @@ RSS_KB=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
 # --- report --------------------------------------------------------------------------
 echo
 echo "edgequota load test — $(nproc) cores, wrk -t$WRK_THREADS -c$CONNECTIONS, ${DURATION}s per route, $ORGS orgs"
-python3 - "$RSS_KB" "$BATCH" "${RESULTS[@]}" <<'PY'
+python3 - "$RSS_KB" "$BATCH" "$(getconf CLK_TCK)" "${RESULTS[@]}" <<'PY'
 import sys
-batch = int(sys.argv[2])
+batch, hz = int(sys.argv[2]), int(sys.argv[3])
 rows = {}
-for line in sys.argv[3:]:
-    _, mode, rps, p50, p99, bad, errs, total = line.split()
+for line in sys.argv[4:]:
+    _, mode, rps, p50, p99, bad, errs, total, ticks = line.split()
     rows[mode] = dict(rps=float(rps), p50=float(p50), p99=float(p99),
-                      bad=int(bad), errs=int(errs), total=int(total))
+                      bad=int(bad), errs=int(errs), total=int(total),
+                      cpu_us=int(ticks) * 1e6 / hz / max(int(total), 1))
 names = {"ceiling": "POST /api/quota/check (bare app)",
          "check": "POST /api/quota/check",
          "consume": "POST /api/quota/consume",
@@ -313,16 +323,18 @@ names = {"ceiling": "POST /api/quota/check (bare app)",
          "record": "POST /api/usage/record",
          "authorize": "GET /api/quota/authorize",
          "batch": f"POST /api/usage/record.batch x{batch}"}
-print(f"{'route':34} {'req/s':>10} {'p50':>10} {'p99':>10} {'non-200':>8} {'sock err':>8}")
+print(f"{'route':34} {'req/s':>10} {'p50':>10} {'p99':>10} {'non-200':>8} {'sock err':>8} {'CPU/req':>9}")
 for mode in rows:
     r = rows[mode]
     print(f"{names[mode]:34} {r['rps']:>10.0f} {r['p50']/1e3:>8.2f}ms {r['p99']/1e3:>8.2f}ms"
-          f" {r['bad']:>8} {r['errs']:>8}")
+          f" {r['bad']:>8} {r['errs']:>8} {r['cpu_us']:>7.1f}us")
 print()
 def ratio(a, b, target):
     if a in rows and b in rows:
         r = rows[a]["rps"] / rows[b]["rps"]
-        print(f"{a} / {b} = {r:.2f}   (target >= {target:.2f}: {'met' if r >= target else 'NOT MET'})")
+        c = rows[b]["cpu_us"] / max(rows[a]["cpu_us"], 1e-9)
+        print(f"{a} / {b} = {r:.2f}   (target >= {target:.2f}: {'met' if r >= target else 'NOT MET'})"
+              f"   by server CPU per request: {c:.2f}")
 ratio("check", "ceiling", 0.8)
 ratio("consume", "ceiling", 0.8)
 ratio("consume", "check", 0.9)
