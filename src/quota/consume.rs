@@ -123,31 +123,33 @@ pub async fn flush_consumes(ctx: &EngineContext) -> usize {
             usage_writes(ctx, &view.take_pending()),
         );
     }
-    let commits: Vec<_> = by_org
-        .into_iter()
-        .filter_map(|(org, deltas)| {
-            let writes: Vec<LedgerWrite> = deltas
-                .iter()
-                .filter(|(_, d)| **d != 0)
-                .map(|((period, metric), delta)| LedgerWrite::Usage {
-                    period: *period,
-                    metric: metric.clone(),
-                    delta: *delta,
-                })
-                .collect();
-            (!writes.is_empty()).then(|| {
-                let commit = ctx.backend.ledger.commit(&org, writes);
-                async move { (org, deltas, commit.await) }
+    let mut orgs = Vec::with_capacity(by_org.len());
+    let mut writes = Vec::with_capacity(by_org.len());
+    for (org, deltas) in by_org {
+        let w: Vec<LedgerWrite> = deltas
+            .iter()
+            .filter(|(_, d)| **d != 0)
+            .map(|((period, metric), delta)| LedgerWrite::Usage {
+                period: *period,
+                metric: metric.clone(),
+                delta: *delta,
             })
-        })
-        .collect();
-    let flushed = commits.len();
-    for (org, deltas, result) in futures_util::future::join_all(commits).await {
-        if let Err(e) = result {
-            // Kept, merged, for the next flush; counted in memory meanwhile.
-            ctx.metrics.consume_persist_failures.inc();
-            tracing::warn!(org = %org, error.cause_chain = %crate::errors::chain(&e), "consumed units not persisted yet; retried at the next flush");
-            ctx.consumed.restore(org, deltas);
+            .collect();
+        if !w.is_empty() {
+            writes.push((org.clone(), w));
+            orgs.push((org, deltas));
+        }
+    }
+    let flushed = orgs.len();
+    if flushed > 0 {
+        let results = ctx.backend.ledger.commit_many(writes).await;
+        for ((org, deltas), result) in orgs.into_iter().zip(results) {
+            if let Err(e) = result {
+                // Kept, merged, for the next flush; counted in memory meanwhile.
+                ctx.metrics.consume_persist_failures.inc();
+                tracing::warn!(org = %org, error.cause_chain = %crate::errors::chain(&e), "consumed units not persisted yet; retried at the next flush");
+                ctx.consumed.restore(org, deltas);
+            }
         }
     }
     ctx.degraded.set_flush(ctx.consumed.has_unpersisted());

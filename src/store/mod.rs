@@ -110,6 +110,19 @@ pub trait LedgerStore: Send + Sync + 'static {
     fn record(&self, org: &OrgId, usage: UsageRecord) -> StoreFuture<Recorded>;
     /// Applies `writes` atomically and durably.
     fn commit(&self, org: &OrgId, writes: Vec<LedgerWrite>) -> StoreFuture<()>;
+    /// Commits several orgs' writes — each org's atomically, not all together — and
+    /// answers per org, in order (the consume flusher: one hand-over for every org with
+    /// consumed units). By default one `commit` per org.
+    fn commit_many(
+        &self,
+        writes: Vec<(OrgId, Vec<LedgerWrite>)>,
+    ) -> BoxFuture<'static, Vec<StoreResult<()>>> {
+        let commits: Vec<_> = writes
+            .into_iter()
+            .map(|(org, w)| self.commit(&org, w))
+            .collect();
+        Box::pin(futures_util::future::join_all(commits))
+    }
     /// Up to `limit` orgs' stored states after `after`, in a stable order (sweeps).
     fn states_page(
         &self,

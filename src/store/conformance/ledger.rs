@@ -211,3 +211,38 @@ pub(super) async fn commits_and_sweeps(b: &Backend, name: &str) {
     assert_eq!(unique.len(), seen.len(), "{name}: no org twice");
     assert!(seen.contains(&org), "{name}: the org is paged");
 }
+
+pub(super) async fn commit_many_answers_per_org(b: &Backend, name: &str) {
+    let (a, c) = (new_org(b).await, new_org(b).await);
+    let p = period("2026-03");
+    let api = Metric::api_call();
+    let usage = |delta| LedgerWrite::Usage {
+        period: p,
+        metric: api.clone(),
+        delta,
+    };
+    let answers = b
+        .ledger
+        .commit_many(vec![
+            (a.clone(), vec![usage(3), usage(4)]),
+            (c.clone(), vec![usage(10)]),
+            (a.clone(), vec![usage(-2)]),
+        ])
+        .await;
+    assert_eq!(answers.len(), 3, "{name}: one answer per org, in order");
+    assert!(answers.iter().all(|r| r.is_ok()), "{name}: {answers:?}");
+    let used = |org| async move {
+        b.ledger
+            .counters(&org, p)
+            .await
+            .expect("counters")
+            .get(&Metric::api_call())
+            .copied()
+    };
+    assert_eq!(used(a).await, Some(5), "{name}: 3 + 4 - 2");
+    assert_eq!(used(c).await, Some(10), "{name}");
+    assert!(
+        b.ledger.commit_many(Vec::new()).await.is_empty(),
+        "{name}: nothing to commit, nothing answered"
+    );
+}

@@ -109,6 +109,19 @@ impl LedgerStore for SledLedger {
         async move { rx.await.map_err(|_| StoreError::WriterGone)? }.boxed()
     }
 
+    fn commit_many(
+        &self,
+        writes: Vec<(OrgId, Vec<LedgerWrite>)>,
+    ) -> futures_util::future::BoxFuture<'static, Vec<StoreResult<()>>> {
+        let orgs = writes.len();
+        let rx = self.commit.commit_many(writes);
+        async move {
+            rx.await
+                .unwrap_or_else(|_| (0..orgs).map(|_| Err(StoreError::WriterGone)).collect())
+        }
+        .boxed()
+    }
+
     fn states_page(
         &self,
         after: Option<&OrgId>,

@@ -8,7 +8,7 @@
 //! the final value of every ledger key the commit wrote (counters as absolute totals), so
 //! replaying frames in order onto the tree is idempotent: replaying one twice, or one
 //! whose values sled had already flushed, ends in the same state. A checkpoint (the
-//! writer, every second or when the log has grown) flushes sled and only then empties
+//! writer, every few seconds or when the log has grown) flushes sled and only then empties
 //! the log. At open, the frames found are applied before anything reads the tree; a torn
 //! last frame (a crash mid-append, never acknowledged) fails its checksum and ends the
 //! replay.
