@@ -233,7 +233,9 @@ run() { # run MODE: a warm-up, then the measured run; prints wrk's RESULT line
         echo "==> rls: $CONNECTIONS calls in flight, ${DURATION}s" >&2
         local t0 result
         t0=$(cpu_ticks "$SERVER_PID")
+        perf_start rls
         result=$(run_rls "$DURATION" | grep '^RESULT') || { cat "$WORK/rls.err" >&2; exit 1; }
+        perf_report rls
         echo "$result $(( $(cpu_ticks "$SERVER_PID") - t0 ))"
         return
     fi
@@ -244,32 +246,16 @@ run() { # run MODE: a warm-up, then the measured run; prints wrk's RESULT line
             >/dev/null 2>&1
     fi
     echo "==> $mode: wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s" >&2
-    local perf_pid="" commits_before loaded=$SERVER_PID ticks_before
+    local commits_before loaded=$SERVER_PID ticks_before
     [[ "$mode" == ceiling ]] && loaded=$CEILING_PID
     commits_before=$(commit_stats)
     ticks_before=$(cpu_ticks "$loaded")
-    if [[ "${PROFILE:-}" == "$mode" ]]; then
-        perf record -q -g -o "$WORK/perf.data" -p "$SERVER_PID" -- sleep "$DURATION" \
-            >/dev/null 2>&1 &
-        perf_pid=$!
-    fi
+    perf_start "$mode"
     MODE=$mode TOKEN=$SERVICE_TOKEN ORGS_FILE="$WORK/orgs.txt" KEYS_FILE="$WORK/keys.txt" BATCH=$BATCH \
         wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/load.lua" "$target" \
         >"$WORK/$mode.out" 2>"$WORK/$mode.err" || { cat "$WORK/$mode.err" >&2; exit 1; }
     if [[ -s "$WORK/$mode.err" ]]; then sed 's/^/    /' "$WORK/$mode.err" >&2; fi
-    if [[ -n "$perf_pid" ]]; then
-        wait "$perf_pid" || true
-        {
-            echo "==> perf: server CPU by thread during $mode"
-            # By thread (pid is the thread id here): every actix thread's name truncates to "actix-rt|system".
-            perf report -i "$WORK/perf.data" --no-children --sort pid -g none --stdio 2>/dev/null |
-                grep -v '^#' | grep -v '^$' | head -12
-            echo "==> perf: top symbols"
-            perf report -i "$WORK/perf.data" --no-children --sort sym --stdio 2>/dev/null |
-                grep -E '^ +[0-9.]+%' | head -25
-            if [[ -n "${PERF_KEEP:-}" ]]; then cp "$WORK/perf.data" "$PERF_KEEP"; fi
-        } >&2
-    fi
+    perf_report "$mode"
     if [[ "$mode" != ceiling ]]; then
         python3 - "$commits_before" "$(commit_stats)" <<'PY' >&2
 import sys
@@ -282,6 +268,31 @@ if k > 0:
 PY
     fi
     echo "$(grep '^RESULT' "$WORK/$mode.out") $(( $(cpu_ticks "$loaded") - ticks_before ))"
+}
+
+PERF_PID=""
+perf_start() { # perf_start MODE: when PROFILE=MODE, records the server for DURATION (PERF_PID)
+    PERF_PID=""
+    if [[ "${PROFILE:-}" == "$1" ]]; then
+        perf record -q -g -o "$WORK/perf.data" -p "$SERVER_PID" -- sleep "$DURATION" \
+            >/dev/null 2>&1 &
+        PERF_PID=$!
+    fi
+}
+
+perf_report() { # perf_report MODE: waits for perf_start's recording and summarises it
+    [[ -n "$PERF_PID" ]] || return 0
+    wait "$PERF_PID" || true
+    {
+        echo "==> perf: server CPU by thread during $1"
+        # By thread (pid is the thread id here): every actix thread's name truncates to "actix-rt|system".
+        perf report -i "$WORK/perf.data" --no-children --sort pid -g none --stdio 2>/dev/null |
+            grep -v '^#' | grep -v '^$' | head -12
+        echo "==> perf: top symbols"
+        perf report -i "$WORK/perf.data" --no-children --sort sym --stdio 2>/dev/null |
+            grep -E '^ +[0-9.]+%' | head -25
+        if [[ -n "${PERF_KEEP:-}" ]]; then cp "$WORK/perf.data" "$PERF_KEEP"; fi
+    } >&2
 }
 
 cpu_ticks() { # CPU time (user + system, in clock ticks) process $1 has used so far
