@@ -113,42 +113,43 @@ pub fn usage_writes(ctx: &EngineContext, taken: &Taken) -> Vec<LedgerWrite> {
 }
 
 /// Hands every queued view's pending units (and those a failed flush kept) to the
-/// store; returns how many orgs had any.
+/// store in one hand-over; returns how many orgs had any. A view is queued at most once,
+/// so its units go as they are; an org found twice (a retired actor's view beside its
+/// successor's) is simply committed twice, in order.
 pub async fn flush_consumes(ctx: &EngineContext) -> usize {
-    let mut by_org: HashMap<OrgId, Deltas> =
-        std::mem::take(&mut *locked(&ctx.consumed.unpersisted));
-    for (org, view) in ctx.consumed.take() {
-        add_usage(
-            by_org.entry(org).or_default(),
-            usage_writes(ctx, &view.take_pending()),
-        );
-    }
-    let mut orgs = Vec::with_capacity(by_org.len());
-    let mut writes = Vec::with_capacity(by_org.len());
-    for (org, deltas) in by_org {
+    let kept = std::mem::take(&mut *locked(&ctx.consumed.unpersisted));
+    let queued = ctx.consumed.take();
+    let mut writes: Vec<(OrgId, Vec<LedgerWrite>)> = Vec::with_capacity(kept.len() + queued.len());
+    for (org, deltas) in kept {
         let w: Vec<LedgerWrite> = deltas
-            .iter()
-            .filter(|(_, d)| **d != 0)
+            .into_iter()
+            .filter(|(_, d)| *d != 0)
             .map(|((period, metric), delta)| LedgerWrite::Usage {
-                period: *period,
-                metric: metric.clone(),
-                delta: *delta,
+                period,
+                metric,
+                delta,
             })
             .collect();
         if !w.is_empty() {
-            writes.push((org.clone(), w));
-            orgs.push((org, deltas));
+            writes.push((org, w));
         }
     }
-    let flushed = orgs.len();
+    for (org, view) in queued {
+        let w = usage_writes(ctx, &view.take_pending());
+        if !w.is_empty() {
+            writes.push((org, w));
+        }
+    }
+    let flushed = writes.len();
     if flushed > 0 {
-        let results = ctx.backend.ledger.commit_many(writes).await;
-        for ((org, deltas), result) in orgs.into_iter().zip(results) {
+        // The writes are needed again only if their commit fails.
+        let results = ctx.backend.ledger.commit_many(writes.clone()).await;
+        for ((org, w), result) in writes.into_iter().zip(results) {
             if let Err(e) = result {
                 // Kept, merged, for the next flush; counted in memory meanwhile.
                 ctx.metrics.consume_persist_failures.inc();
                 tracing::warn!(org = %org, error.cause_chain = %crate::errors::chain(&e), "consumed units not persisted yet; retried at the next flush");
-                ctx.consumed.restore(org, deltas);
+                ctx.consumed.keep_failed(&org, w);
             }
         }
     }
@@ -257,20 +258,25 @@ impl QuotaEngine {
             let seen = view.check(index, cost, now_ms);
             seen.period < current || seen.plan_change_due
         };
-        let fresh = match self.registry().peek(org, |h| stale(&h.view)) {
-            Some(stale) => !stale,
-            None => !stale(&self.registry().get(org).await?.view),
-        };
-        if !fresh {
-            self.registry().send(org, CatchUp).await?;
-        }
         let take = |view: &Arc<OrgView>| {
             let o = view.consume(index, cost, now_ms);
             (o, o.queue.then(|| view.clone()))
         };
-        let (outcome, queue) = match self.registry().peek(org, |h| take(&h.view)) {
+        // One registry look-up on the hot path: check and take under the same peek.
+        let take_if_fresh = |view: &Arc<OrgView>| (!stale(view)).then(|| take(view));
+        let first = match self.registry().peek(org, |h| take_if_fresh(&h.view)) {
+            Some(attempt) => attempt,
+            None => take_if_fresh(&self.registry().get(org).await?.view),
+        };
+        let (outcome, queue) = match first {
             Some(taken) => taken,
-            None => take(&self.registry().get(org).await?.view),
+            None => {
+                self.registry().send(org, CatchUp).await?;
+                match self.registry().peek(org, |h| take(&h.view)) {
+                    Some(taken) => taken,
+                    None => take(&self.registry().get(org).await?.view),
+                }
+            }
         };
         if let Some(view) = queue {
             self.context().consumed.push(org, view);
