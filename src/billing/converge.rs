@@ -67,7 +67,7 @@ impl BillingService {
         org: &OrgId,
         subscription_id: &str,
     ) -> Result<Converged, BillingError> {
-        let _lock = self.lock(org).await?;
+        let lock = self.lock(org).await?;
         let mut rec = self.engine.billing(org).await?;
         let local = rec.subscription.clone();
         let theirs = local.as_ref().filter(|l| l.id == subscription_id);
@@ -98,7 +98,7 @@ impl BillingService {
                 sub.status = SubscriptionStatus::Canceled;
                 sub.pending = None;
                 sub.cancel_at_period_end = false;
-                self.engine.apply_billing(org, rec).await?;
+                self.engine.apply_billing(org, rec, lock.fence()).await?;
                 if was_live {
                     self.plan_changed(org, PlanCode::free(), Strategy::Immediate)
                         .await;
@@ -132,7 +132,7 @@ impl BillingService {
         let before = billed(theirs);
         let after = billed(Some(&mirrored));
         rec.subscription = Some(mirrored);
-        self.engine.apply_billing(org, rec).await?;
+        self.engine.apply_billing(org, rec, lock.fence()).await?;
         if before != after {
             self.plan_changed(org, after, Strategy::Immediate).await;
         }

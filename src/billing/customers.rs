@@ -10,7 +10,7 @@ impl BillingService {
     /// Story 1.2: the org's Stripe customer, created once.
     pub async fn ensure_customer(&self, org: &OrgId, email: &str) -> Result<String, BillingError> {
         let stripe = self.stripe()?;
-        let _lock = self.lock(org).await?;
+        let lock = self.lock(org).await?;
         let mut rec = self.engine.billing(org).await?;
         if let Some(id) = rec.customer_id {
             return Ok(id);
@@ -31,7 +31,7 @@ impl BillingService {
             .map_err(EngineError::from)?;
         rec.customer_id = Some(id.clone());
         rec.email = Some(email.to_owned());
-        self.engine.apply_billing(org, rec).await?;
+        self.engine.apply_billing(org, rec, lock.fence()).await?;
         Ok(id)
     }
 
@@ -54,7 +54,7 @@ impl BillingService {
         payment_method: &str,
     ) -> Result<(), BillingError> {
         let stripe = self.stripe()?;
-        let _lock = self.lock(org).await?;
+        let lock = self.lock(org).await?;
         let mut rec = self.engine.billing(org).await?;
         let customer = rec
             .customer_id
@@ -85,7 +85,7 @@ impl BillingService {
                 .map_err(caller("paymentMethodId"))?;
             rec.subscription = Some(self.mirror(snap, &sub.plan, sub.pending.clone()));
         }
-        self.engine.apply_billing(org, rec).await?;
+        self.engine.apply_billing(org, rec, lock.fence()).await?;
         Ok(())
     }
 

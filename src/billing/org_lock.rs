@@ -28,6 +28,13 @@ pub struct OrgLock<'a> {
     renewer: Option<tokio::task::JoinHandle<()>>,
 }
 
+impl OrgLock<'_> {
+    /// The lease's token, to fence the billing writes made under this lock with.
+    pub fn fence(&self) -> Option<String> {
+        self.lease.as_ref().map(|(_, _, token)| token.clone())
+    }
+}
+
 impl Drop for OrgLock<'_> {
     fn drop(&mut self) {
         if let Some(renewer) = self.renewer.take() {

@@ -70,7 +70,7 @@ impl BillingService {
         let stripe = self.stripe()?;
         // Any known plan: one that is not higher (the free plan included) is a 409.
         let plan = self.known_plan("newPlanCode", new_plan)?;
-        let _lock = self.lock(org).await?;
+        let lock = self.lock(org).await?;
         let mut rec = self.engine.billing(org).await?;
         let (_, sub) = Self::live(&rec)?;
         let sub = sub.clone();
@@ -92,7 +92,7 @@ impl BillingService {
         }
         let price = self.price_id("newPlanCode", &plan).await?;
         // An upgrade supersedes a scheduled downgrade.
-        self.cancel_pending(org, &mut rec).await?;
+        self.cancel_pending(org, &mut rec, lock.fence()).await?;
         let snap = stripe
             .swap_price_now(
                 &sub.id,
@@ -104,7 +104,7 @@ impl BillingService {
             .await
             .map_err(state)?;
         rec.subscription = Some(self.mirror(snap, &plan.code, None));
-        self.engine.apply_billing(org, rec).await?;
+        self.engine.apply_billing(org, rec, lock.fence()).await?;
         self.plan_changed(org, plan.code.clone(), Strategy::Immediate)
             .await;
         Ok(plan.code.clone())
@@ -117,6 +117,7 @@ impl BillingService {
         &self,
         org: &OrgId,
         rec: &mut BillingRecord,
+        fence: Option<String>,
     ) -> Result<(), BillingError> {
         let stripe = self.stripe()?;
         let Some(sub) = rec.subscription.as_mut() else {
@@ -142,7 +143,7 @@ impl BillingService {
                 sub.cancel_at_period_end = snap.cancel_at_period_end;
             }
         }
-        self.engine.apply_billing(org, rec.clone()).await?;
+        self.engine.apply_billing(org, rec.clone(), fence).await?;
         Ok(())
     }
 
@@ -156,7 +157,7 @@ impl BillingService {
         let stripe = self.stripe()?;
         let catalogue = self.engine.catalogue().clone();
         let plan = self.known_plan("newPlanCode", new_plan)?;
-        let _lock = self.lock(org).await?;
+        let lock = self.lock(org).await?;
         let mut rec = self.engine.billing(org).await?;
         let (_, sub) = Self::live(&rec)?;
         let sub = sub.clone();
@@ -171,7 +172,7 @@ impl BillingService {
             return Ok(p.clone());
         }
         let (snap, pending) = if plan.code == PlanCode::free() {
-            self.cancel_pending(org, &mut rec).await?;
+            self.cancel_pending(org, &mut rec, lock.fence()).await?;
             let snap = stripe
                 .set_cancel_at_period_end(&sub.id, true, &request_key("cancel_at_period_end", org))
                 .await
@@ -189,7 +190,7 @@ impl BillingService {
                 .as_ref()
                 .is_some_and(|p| p.schedule_id.is_none())
             {
-                self.cancel_pending(org, &mut rec).await?;
+                self.cancel_pending(org, &mut rec, lock.fence()).await?;
             }
             let mut snap = stripe.retrieve_subscription(&sub.id).await.map_err(state)?;
             if snap.cancel_at_period_end {
@@ -222,7 +223,7 @@ impl BillingService {
             (snap, pending)
         };
         rec.subscription = Some(self.mirror(snap, &sub.plan, Some(pending.clone())));
-        self.engine.apply_billing(org, rec).await?;
+        self.engine.apply_billing(org, rec, lock.fence()).await?;
         self.plan_changed(org, pending.plan.clone(), Strategy::EndOfBillingPeriod)
             .await;
         Ok(pending)

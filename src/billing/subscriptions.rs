@@ -21,7 +21,7 @@ impl BillingService {
     ) -> Result<TrialOut, BillingError> {
         self.stripe()?;
         let plan = self.paid_plan("priceLookup", plan_code)?;
-        let _lock = self.lock(org).await?;
+        let lock = self.lock(org).await?;
         let mut rec = self.engine.billing(org).await?;
         let customer = rec
             .customer_id
@@ -73,7 +73,7 @@ impl BillingService {
             trial_end_unix: sub.trial_end_unix,
         };
         rec.subscription = Some(sub);
-        self.engine.apply_billing(org, rec).await?;
+        self.engine.apply_billing(org, rec, lock.fence()).await?;
         Ok(out)
     }
 }

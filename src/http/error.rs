@@ -198,6 +198,9 @@ impl From<EngineError> for ApiError {
             EngineError::Conflict(m) => ApiError::conflict(m),
             EngineError::ShuttingDown => ApiError::new(Code::Unavailable, e.to_string()),
             EngineError::Store(s) if s.is_unreachable() => unreachable_store(&s),
+            EngineError::Store(s @ StoreError::Fenced(_)) => ApiError::conflict(format!(
+                "another node took over this org's billing meanwhile; retry ({s})"
+            )),
             e @ (EngineError::Store(_) | EngineError::Retired | EngineError::Internal(_)) => {
                 ApiError::internal(&e)
             }

@@ -153,13 +153,18 @@ impl QuotaEngine {
     }
 
     /// Stores the org's billing mirror and moves its quota to the plan it implies, both
-    /// durable before returning; returns that plan.
+    /// durable before returning; returns that plan. With `fence` (the billing lease's
+    /// token) the store refuses the write once the lease is no longer that one.
     pub async fn apply_billing(
         &self,
         org: &OrgId,
         record: BillingRecord,
+        fence: Option<String>,
     ) -> Result<PlanCode, EngineError> {
-        let applied = self.registry.send(org, ApplyBilling { record }).await?;
+        let applied = self
+            .registry
+            .send(org, ApplyBilling { record, fence })
+            .await?;
         applied.durable.await?;
         Ok(applied.plan)
     }

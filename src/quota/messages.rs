@@ -176,6 +176,8 @@ impl Message for ReadBilling {
 #[derive(Debug, Clone)]
 pub struct ApplyBilling {
     pub record: BillingRecord,
+    /// The billing lease's token the write is fenced with (`LedgerWrite::Fence`).
+    pub fence: Option<String>,
 }
 
 /// The plan in force after an [`ApplyBilling`], to be trusted once `durable` resolves.

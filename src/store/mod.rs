@@ -45,6 +45,9 @@ pub enum StoreError {
     Unavailable(String),
     #[error("store: Redis failed")]
     Redis(#[source] Arc<::redis::RedisError>),
+    /// A fenced write found the org's billing lease held by someone else (or by no one).
+    #[error("store: the billing lease was lost before the write: {0}")]
+    Fenced(String),
 }
 
 impl StoreError {

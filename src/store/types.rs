@@ -78,6 +78,12 @@ pub enum LedgerWrite {
         period: PeriodKey,
         metric: Metric,
     },
+    /// The call's other writes apply only while the org's billing lease
+    /// (`OrgDirectory::lease`) is held with this token, checked atomically with them; a
+    /// store whose leases are one process's own (sled, memory) has nothing to check.
+    /// A node that lost its lease (paused past it, partitioned) cannot overwrite what the
+    /// next holder wrote: the commit fails with `StoreError::Fenced`.
+    Fence(String),
 }
 
 /// What a purge of old idempotency entries did.

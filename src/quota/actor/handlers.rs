@@ -188,7 +188,7 @@ impl Handler<ApplyBilling> for OrgActor {
 
     fn handle(&mut self, msg: ApplyBilling, ctx: &mut Context<Self>) -> Self::Result {
         refuse_if_retired!(self);
-        Ok(self.apply_billing(msg.record, ctx))
+        Ok(self.apply_billing(msg.record, msg.fence, ctx))
     }
 }
 

@@ -148,9 +148,15 @@ impl OrgActor {
         Some(LedgerWrite::State(self.state.clone()))
     }
 
-    fn apply_billing(&mut self, record: BillingRecord, ctx: &mut Context<Self>) -> BillingApplied {
+    fn apply_billing(
+        &mut self,
+        record: BillingRecord,
+        fence: Option<String>,
+        ctx: &mut Context<Self>,
+    ) -> BillingApplied {
         self.billing = record;
-        let mut writes = vec![LedgerWrite::Billing(Box::new(self.billing.clone()))];
+        let mut writes: Vec<LedgerWrite> = fence.into_iter().map(LedgerWrite::Fence).collect();
+        writes.push(LedgerWrite::Billing(Box::new(self.billing.clone())));
         writes.extend(self.follow_plan());
         if self.state_dirty {
             writes.push(self.state_write());

@@ -112,6 +112,7 @@ impl LedgerStore for MemoryLedger {
                     let c = l.counters.entry((org.clone(), period, metric)).or_default();
                     *c = c.saturating_add_signed(delta);
                 }
+                LedgerWrite::Fence(_) => {}
                 LedgerWrite::Zero { period, metric } => {
                     l.counters.insert((org.clone(), period, metric), 0);
                 }

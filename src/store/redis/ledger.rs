@@ -37,6 +37,12 @@ return {1, total, body}
 
 const COMMIT: &str = r#"
 local i = 1
+if ARGV[1] == 'F' then
+  if redis.call('GET', KEYS[3]) ~= ARGV[2] then
+    return redis.error_reply('FENCED billing lease not held by this writer')
+  end
+  i = 3
+end
 while i <= #ARGV do
   local op = ARGV[i]
   if op == 'S' then redis.call('SET', KEYS[1], ARGV[i + 1]); i = i + 2
@@ -167,8 +173,13 @@ impl RedisLedger {
     }
 
     async fn commit_now(self, org: OrgId, writes: Vec<LedgerWrite>) -> StoreResult<()> {
-        let mut keys = vec![org_key(&org, "state"), org_key(&org, "billing")];
+        let mut keys = vec![
+            org_key(&org, "state"),
+            org_key(&org, "billing"),
+            org_key(&org, "billing-lease"),
+        ];
         let mut args: Vec<Vec<u8>> = Vec::new();
+        let mut fence = None;
         let mut stores_state = false;
         let counter_index = |keys: &mut Vec<String>, period: PeriodKey| {
             let k = counters_key(&org, period);
@@ -199,6 +210,7 @@ impl RedisLedger {
                     args.push(metric.as_str().as_bytes().to_vec());
                     args.push(delta.to_string().into_bytes());
                 }
+                LedgerWrite::Fence(token) => fence = Some(token),
                 LedgerWrite::Zero { period, metric } => {
                     args.push(b"Z".to_vec());
                     args.push(counter_index(&mut keys, period));
@@ -211,10 +223,20 @@ impl RedisLedger {
         }
         let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let mut eval = Redis::eval(COMMIT, &key_refs);
+        // The fence is checked before any write (a script's writes before an error stay).
+        if let Some(token) = &fence {
+            eval.arg("F").arg(token.as_str());
+        }
         for a in &args {
             eval.arg(a.as_slice());
         }
-        let _: i64 = self.redis.query(eval).await?;
+        match self.redis.query::<i64>(eval).await {
+            Ok(_) => {}
+            Err(StoreError::Redis(e)) if e.code() == Some("FENCED") => {
+                return Err(StoreError::Fenced(e.to_string()))
+            }
+            Err(e) => return Err(e),
+        }
         if stores_state {
             let mut index = redis::cmd("ZADD");
             index.arg(ORGS_INDEX).arg(0).arg(org.as_str());

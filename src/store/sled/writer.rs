@@ -329,6 +329,8 @@ impl<'a> Batch<'a> {
                     };
                     counters.push((key, add_signed(before, delta)));
                 }
+                // One process: the in-process billing lock is the whole lease.
+                LedgerWrite::Fence(_) => {}
                 LedgerWrite::Zero { period, metric } => {
                     counters.push((ledger::counter_key(org, period, &metric), 0));
                 }

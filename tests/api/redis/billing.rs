@@ -70,6 +70,79 @@ async fn the_billing_lease_is_held_by_one_holder_at_a_time_and_runs_out() {
     assert_ne!(second, third);
 }
 
+/// A holder that lost its lease (paused past it; another node took the org) cannot
+/// overwrite the billing mirror the new holder wrote: the store checks the token in the
+/// same script that writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_billing_write_fenced_with_a_lost_lease_changes_nothing() {
+    use edgequota::domain::{BillingRecord, Metric, OrgId, PeriodKey};
+    use edgequota::store::{LedgerWrite, StoreError};
+    let Some(redis) = Redis::start(1, false) else {
+        return;
+    };
+    let b = open(RedisOptions {
+        urls: redis.urls(),
+        timeout: Duration::from_secs(5),
+        wait_replicas: 0,
+        wait_timeout: Duration::from_millis(500),
+        request_retention_days: 35,
+        debug_log_capacity: 10,
+    })
+    .await
+    .expect("connects");
+    let org = OrgId::parse("org_fenced").unwrap();
+    let period = PeriodKey::parse("2026-03").unwrap();
+    let mirror = |customer: &str| {
+        LedgerWrite::Billing(Box::new(BillingRecord {
+            customer_id: Some(customer.into()),
+            ..Default::default()
+        }))
+    };
+    let old = b
+        .orgs
+        .lease(&org, None, 150)
+        .await
+        .unwrap()
+        .expect("granted");
+    b.ledger
+        .commit(
+            &org,
+            vec![LedgerWrite::Fence(old.clone()), mirror("cus_old")],
+        )
+        .await
+        .expect("the holder writes");
+    // The old holder stalls past its lease; another node takes the org and writes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let new = b
+        .orgs
+        .lease(&org, None, 5_000)
+        .await
+        .unwrap()
+        .expect("granted");
+    b.ledger
+        .commit(&org, vec![LedgerWrite::Fence(new), mirror("cus_new")])
+        .await
+        .expect("the new holder writes");
+    let late = b
+        .ledger
+        .commit(&org, vec![LedgerWrite::Fence(old), mirror("cus_stale")])
+        .await;
+    assert!(matches!(late, Err(StoreError::Fenced(_))), "{late:?}");
+    let stored = b.ledger.load(&org, period).await.unwrap().billing;
+    assert_eq!(
+        stored.and_then(|r| r.customer_id).as_deref(),
+        Some("cus_new"),
+        "the fenced write changed nothing"
+    );
+    // Unfenced ledger writes (usage, state) are not subject to the lease.
+    let usage = LedgerWrite::Usage {
+        period,
+        metric: Metric::api_call(),
+        delta: 1,
+    };
+    b.ledger.commit(&org, vec![usage]).await.expect("unfenced");
+}
+
 #[actix_rt::test]
 async fn two_nodes_create_one_customer_and_follow_each_others_plan_changes() {
     let Some(redis) = Redis::start(1, false) else {
