@@ -227,7 +227,7 @@ impl Metrics {
             ),
             checkpoint_duration: histogram(
                 "store_checkpoint_duration_seconds",
-                "Time to fold the ledger's write-ahead log into sled (flush, sync, empty the log)",
+                "One pass of folding the ledger's write-ahead log into sled: a chunk of dirty counters, or the last chunk with the flush, sync and emptied log",
                 vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
             ),
             commit_errors: counter("store_commit_errors_total", "Group commits that failed"),

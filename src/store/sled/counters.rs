@@ -1,8 +1,9 @@
 //! The ledger's counter totals as the writer sees them: the ones committed since the last
 //! checkpoint (in the log, not yet in the tree: "dirty") and, beside them, the ones read
 //! from the tree lately, so that an org's next commit does not pay a tree look-up. A
-//! checkpoint writes each dirty total once, however many commits moved it; the clean ones
-//! are dropped whenever they pass a cap, so the cache stays bounded by the live counters.
+//! checkpoint writes each dirty total once, however many commits moved it — in chunks,
+//! so that the writer never stops for all of them at once; the clean ones are dropped
+//! whenever they pass a cap, so the cache stays bounded by the live counters.
 
 use super::ledger;
 use std::collections::HashMap;
@@ -13,7 +14,8 @@ const CLEAN_CAP: usize = 200_000;
 #[derive(Default)]
 pub struct CounterCache {
     totals: HashMap<Vec<u8>, Slot>,
-    dirty: usize,
+    /// The keys of the dirty totals, each once.
+    dirty: Vec<Vec<u8>>,
 }
 
 struct Slot {
@@ -34,44 +36,59 @@ impl CounterCache {
         });
     }
 
-    /// A total committed (durable in the log), for the next checkpoint to store.
+    /// A total committed (durable in the log), for a checkpoint to store.
     pub fn commit(&mut self, key: Vec<u8>, total: u64) {
-        let slot = self.totals.entry(key).or_insert(Slot {
-            total,
-            dirty: false,
-        });
-        slot.total = total;
-        if !slot.dirty {
-            slot.dirty = true;
-            self.dirty += 1;
+        match self.totals.get_mut(&key) {
+            Some(slot) => {
+                slot.total = total;
+                if !slot.dirty {
+                    slot.dirty = true;
+                    self.dirty.push(key);
+                }
+            }
+            None => {
+                self.totals.insert(key.clone(), Slot { total, dirty: true });
+                self.dirty.push(key);
+            }
         }
     }
 
     pub fn has_dirty(&self) -> bool {
-        self.dirty > 0
+        !self.dirty.is_empty()
     }
 
-    /// The dirty totals as one tree batch.
-    pub fn dirty_batch(&self) -> sled::Batch {
+    /// Up to `limit` dirty totals as one tree batch, counted clean: call only with the
+    /// tree's lock on this cache held until the batch is applied (or put back).
+    pub fn take_dirty(&mut self, limit: usize) -> (sled::Batch, Vec<Vec<u8>>) {
+        let at = self.dirty.len().saturating_sub(limit);
+        let keys = self.dirty.split_off(at);
         let mut batch = sled::Batch::default();
-        for (key, slot) in &self.totals {
-            if slot.dirty {
+        for key in &keys {
+            if let Some(slot) = self.totals.get_mut(key) {
+                slot.dirty = false;
                 batch.insert(key.as_slice(), ledger::encode_counter(slot.total));
             }
         }
-        batch
+        (batch, keys)
     }
 
-    /// The dirty totals are in the tree now.
-    pub fn mark_clean(&mut self) {
-        if self.totals.len() > CLEAN_CAP {
-            self.totals.clear();
-        } else {
-            for slot in self.totals.values_mut() {
-                slot.dirty = false;
+    /// A taken batch did not reach the tree: its totals are dirty again.
+    pub fn put_back(&mut self, keys: Vec<Vec<u8>>) {
+        for key in keys {
+            if let Some(slot) = self.totals.get_mut(&key) {
+                if !slot.dirty {
+                    slot.dirty = true;
+                    self.dirty.push(key);
+                }
             }
         }
-        self.dirty = 0;
+    }
+
+    /// Drops the clean totals once they pass the cap.
+    pub fn trim(&mut self) {
+        if self.totals.len() > CLEAN_CAP {
+            self.totals.retain(|_, slot| slot.dirty);
+        }
     }
 }
 
@@ -80,15 +97,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_committed_totals_are_written_and_each_once() {
+    fn only_committed_totals_are_written_each_once_and_in_chunks() {
         let mut c = CounterCache::default();
         c.remember(b"read".to_vec(), 5);
         c.commit(b"moved".to_vec(), 1);
         c.commit(b"moved".to_vec(), 2);
+        c.commit(b"other".to_vec(), 7);
         assert_eq!(c.get(b"moved"), Some(2));
-        assert_eq!(c.dirty, 1, "one put for the moved counter");
-        c.mark_clean();
+        assert_eq!(c.dirty.len(), 2, "one put per moved counter");
+        let (_, first) = c.take_dirty(1);
+        assert_eq!(first.len(), 1);
+        assert!(c.has_dirty(), "the rest waits for the next chunk");
+        let (_, second) = c.take_dirty(10);
+        assert_eq!(second.len(), 1);
         assert!(!c.has_dirty());
+        c.put_back(second);
+        assert!(c.has_dirty(), "a batch that failed is dirty again");
+        let _ = c.take_dirty(10);
         assert_eq!(c.get(b"read"), Some(5), "clean totals stay cached");
         c.remember(b"moved".to_vec(), 0);
         assert_eq!(

@@ -84,13 +84,22 @@ impl Inner {
     /// Puts the dirty counters into the tree (visible to reads; durable already, by the
     /// log), so that a scan of an org's counters sees them.
     pub fn apply_dirty(&self) -> StoreResult<()> {
-        let mut counters = lock(&self.counters);
-        if !counters.has_dirty() {
-            return Ok(());
-        }
-        self.ledger.apply_batch(counters.dirty_batch())?;
-        counters.mark_clean();
+        while !self.apply_dirty_some(usize::MAX)? {}
         Ok(())
+    }
+
+    /// Puts up to `limit` dirty counters into the tree; true when none are left.
+    pub fn apply_dirty_some(&self, limit: usize) -> StoreResult<bool> {
+        let mut counters = lock(&self.counters);
+        if counters.has_dirty() {
+            let (batch, keys) = counters.take_dirty(limit);
+            if let Err(e) = self.ledger.apply_batch(batch) {
+                counters.put_back(keys);
+                return Err(e.into());
+            }
+        }
+        counters.trim();
+        Ok(!counters.has_dirty())
     }
 
     /// A counter's committed total: the cached one, else the tree's.
