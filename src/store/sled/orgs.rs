@@ -95,8 +95,7 @@ impl OrgDirectory for SledOrgs {
                 // The commit's flush also makes the org record above durable.
                 commit
                     .commit(org, vec![LedgerWrite::State(state)])
-                    .await
-                    .map_err(|_| StoreError::WriterGone)??;
+                    .await?;
             }
             Ok(outcome)
         }

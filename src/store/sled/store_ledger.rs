@@ -105,8 +105,7 @@ impl LedgerStore for SledLedger {
     }
 
     fn commit(&self, org: &OrgId, writes: Vec<LedgerWrite>) -> StoreFuture<()> {
-        let rx = self.commit.commit(org.clone(), writes);
-        async move { rx.await.map_err(|_| StoreError::WriterGone)? }.boxed()
+        self.commit.commit(org.clone(), writes).boxed()
     }
 
     fn commit_many(

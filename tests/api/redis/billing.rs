@@ -5,7 +5,6 @@
 use super::servers::Redis;
 use crate::fake_stripe::{FakeStripe, API_KEY};
 use crate::helpers::*;
-use edgequota::store::redis::{open, RedisOptions};
 use reqwest::StatusCode;
 use serde_json::json;
 use std::collections::HashSet;
@@ -16,16 +15,7 @@ async fn the_billing_lease_is_held_by_one_holder_at_a_time_and_runs_out() {
     let Some(redis) = Redis::start(1, false) else {
         return;
     };
-    let b = open(RedisOptions {
-        urls: redis.urls(),
-        timeout: Duration::from_secs(5),
-        wait_replicas: 0,
-        wait_timeout: Duration::from_millis(500),
-        request_retention_days: 35,
-        debug_log_capacity: 10,
-    })
-    .await
-    .expect("connects");
+    let b = redis.store().await;
     let org = edgequota::domain::OrgId::parse("org_lease").unwrap();
     let first = b
         .orgs
@@ -80,16 +70,7 @@ async fn a_billing_write_fenced_with_a_lost_lease_changes_nothing() {
     let Some(redis) = Redis::start(1, false) else {
         return;
     };
-    let b = open(RedisOptions {
-        urls: redis.urls(),
-        timeout: Duration::from_secs(5),
-        wait_replicas: 0,
-        wait_timeout: Duration::from_millis(500),
-        request_retention_days: 35,
-        debug_log_capacity: 10,
-    })
-    .await
-    .expect("connects");
+    let b = redis.store().await;
     let org = OrgId::parse("org_fenced").unwrap();
     let period = PeriodKey::parse("2026-03").unwrap();
     let mirror = |customer: &str| {

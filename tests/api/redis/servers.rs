@@ -4,6 +4,8 @@
 //! skip (and fail under `CI=true`).
 
 use crate::helpers::system_binary;
+use edgequota::store::redis::{open, RedisOptions};
+use edgequota::store::Backend;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -136,6 +138,24 @@ impl Redis {
         wait_for("redis PONG after restart", || {
             cli(port, &["PING"]).is_some_and(|o| o.contains("PONG"))
         });
+    }
+
+    /// How the tests open the Redis backend on these servers.
+    pub fn options(&self, wait_replicas: u32) -> RedisOptions {
+        RedisOptions {
+            urls: self.urls(),
+            // Generous: the whole suite shares two cores with six Redis servers.
+            timeout: Duration::from_secs(10),
+            wait_replicas,
+            wait_timeout: Duration::from_secs(5),
+            request_retention_days: 35,
+            debug_log_capacity: 100,
+        }
+    }
+
+    /// The Redis backend on these servers, acknowledging without `WAIT`.
+    pub async fn store(&self) -> Backend {
+        open(self.options(0)).await.expect("connects")
     }
 
     pub fn urls(&self) -> Vec<String> {

@@ -1,0 +1,284 @@
+//! One group commit on the writer thread: the messages it takes (records, commits,
+//! flushes, queued reads), the sled batch and the log frame it builds from them, and how
+//! it is applied, made durable and answered.
+
+use super::{Msg, Read};
+use crate::domain::OrgId;
+use crate::metrics::Metrics;
+use crate::store::sled::ledger::{self, IdemEntry};
+use crate::store::sled::wal::Ops;
+use crate::store::sled::{lock, Inner};
+use crate::store::{record_body, LedgerWrite, Recorded, StoreError, StoreResult, UsageRecord};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// A record's answer body.
+type Body = Arc<[u8]>;
+
+/// `total + delta`, saturating at 0 and `u64::MAX`.
+fn add_signed(total: u64, delta: i64) -> u64 {
+    if delta >= 0 {
+        total.saturating_add(delta.unsigned_abs())
+    } else {
+        total.saturating_sub(delta.unsigned_abs())
+    }
+}
+
+enum Answer {
+    Record(
+        oneshot::Sender<StoreResult<Recorded>>,
+        StoreResult<Recorded>,
+    ),
+    /// Per org: its own failure, or `Ok` to be answered with the batch's outcome.
+    Many(oneshot::Sender<Vec<StoreResult<()>>>, Vec<StoreResult<()>>),
+    Flush(oneshot::Sender<StoreResult<()>>),
+}
+
+/// One group commit under construction: the sled batch and the log frame mirroring it,
+/// the counter totals and idempotency entries it has written so far (later writes of the
+/// same batch build on them), and who to answer once it is durable.
+pub(super) struct Batch<'a> {
+    inner: &'a Inner,
+    batch: sled::Batch,
+    ops: Ops,
+    writes: usize,
+    totals: HashMap<Vec<u8>, u64>,
+    /// Request ids recorded by this batch: their fingerprint and answer.
+    requests: HashMap<Vec<u8>, ([u8; 16], Body)>,
+    answers: Vec<Answer>,
+    reads: Vec<Read>,
+    /// Someone waits for a flush of writes made outside this batch.
+    flush_asked: bool,
+}
+
+impl<'a> Batch<'a> {
+    pub(super) fn new(inner: &'a Inner) -> Self {
+        Self {
+            inner,
+            batch: sled::Batch::default(),
+            ops: Ops::default(),
+            writes: 0,
+            totals: HashMap::new(),
+            requests: HashMap::new(),
+            answers: Vec::new(),
+            reads: Vec::new(),
+            flush_asked: false,
+        }
+    }
+
+    /// Messages taken in so far that wait for this batch (answers and reads).
+    pub(super) fn len(&self) -> usize {
+        self.answers.len() + self.reads.len()
+    }
+
+    /// Takes one message in; false for `Shutdown`.
+    pub(super) fn add(&mut self, msg: Msg) -> bool {
+        match msg {
+            Msg::Record(org, usage, tx) => {
+                let outcome = self.record(&org, usage);
+                self.answers.push(Answer::Record(tx, outcome));
+            }
+            Msg::CommitMany(writes, tx) => {
+                let each = writes
+                    .into_iter()
+                    .map(|(org, w)| self.commit(&org, w))
+                    .collect();
+                self.answers.push(Answer::Many(tx, each));
+            }
+            Msg::Flush(tx) => {
+                self.flush_asked = true;
+                self.answers.push(Answer::Flush(tx));
+            }
+            Msg::Read(read) => self.reads.push(read),
+            Msg::Shutdown => return false,
+        }
+        true
+    }
+
+    fn total(&mut self, key: &[u8]) -> StoreResult<u64> {
+        match self.totals.get(key) {
+            Some(t) => Ok(*t),
+            None => self.inner.counter(key),
+        }
+    }
+
+    /// Adds `delta` to a counter; returns the total.
+    fn add_signed(&mut self, key: Vec<u8>, delta: i64) -> StoreResult<u64> {
+        let total = add_signed(self.total(&key)?, delta);
+        self.totals.insert(key, total);
+        self.writes += 1;
+        Ok(total)
+    }
+
+    /// Puts a non-counter value, in the tree's batch and in the log's frame.
+    fn put(&mut self, key: &[u8], value: Vec<u8>) {
+        self.ops.put(key, &value);
+        self.batch.insert(key, value);
+        self.writes += 1;
+    }
+
+    fn record(&mut self, org: &OrgId, u: UsageRecord) -> StoreResult<Recorded> {
+        let key = ledger::idem_key(org, &u.request);
+        let seen = match self.requests.get(&key) {
+            Some((fingerprint, body)) => Some((*fingerprint, body.clone())),
+            None if self.inner.filter.may_contain(&key) => self
+                .inner
+                .ledger
+                .get(&key)?
+                .map(|v| ledger::decode_idem(&v))
+                .transpose()?
+                .map(|e| (e.fingerprint, e.body.into())),
+            None => None,
+        };
+        if let Some((fingerprint, body)) = seen {
+            return Ok(if fingerprint == u.fingerprint {
+                Recorded::Replayed { body }
+            } else {
+                Recorded::Conflict
+            });
+        }
+        let delta = i64::try_from(u.delta).unwrap_or(i64::MAX);
+        let total = self.add_signed(ledger::counter_key(org, u.period, &u.metric), delta)?;
+        let body = record_body(u.period, total, u.included);
+        let entry = IdemEntry {
+            fingerprint: u.fingerprint,
+            body: body.to_vec(),
+            created_ms: u.now_ms,
+        };
+        // Into the filter before it is stored: a later look-up must not skip the store.
+        self.inner.filter.insert(&key);
+        self.put(&key, ledger::encode_idem(&entry));
+        self.requests.insert(key, (u.fingerprint, body.clone()));
+        Ok(Recorded::New { body, total })
+    }
+
+    /// Adds one org's writes, all or none: the counters are computed before anything
+    /// goes into the batch, so a failed read leaves the batch as it was.
+    fn commit(&mut self, org: &OrgId, writes: Vec<LedgerWrite>) -> StoreResult<()> {
+        let mut counters: Vec<(Vec<u8>, u64)> = Vec::new();
+        let mut puts = Vec::new();
+        for w in writes {
+            match w {
+                LedgerWrite::State(s) => {
+                    puts.push((ledger::state_key(org), ledger::encode_state(&s)))
+                }
+                LedgerWrite::Billing(b) => {
+                    puts.push((ledger::billing_key(org), ledger::encode_billing(&b)))
+                }
+                LedgerWrite::Usage {
+                    period,
+                    metric,
+                    delta,
+                } => {
+                    let key = ledger::counter_key(org, period, &metric);
+                    let before = match counters.iter().rev().find(|(k, _)| *k == key) {
+                        Some((_, t)) => *t,
+                        None => self.total(&key)?,
+                    };
+                    counters.push((key, add_signed(before, delta)));
+                }
+                // One process: the in-process billing lock is the whole lease.
+                LedgerWrite::Fence(_) => {}
+                LedgerWrite::Zero { period, metric } => {
+                    counters.push((ledger::counter_key(org, period, &metric), 0));
+                }
+            }
+        }
+        for (key, value) in puts {
+            self.put(&key, value);
+        }
+        for (key, total) in counters {
+            self.totals.insert(key, total);
+            self.writes += 1;
+        }
+        Ok(())
+    }
+
+    /// Applies, logs and syncs (a batch of replays alone still syncs if an earlier sync
+    /// failed: what they read must be durable before they are answered).
+    pub(super) fn finish(self, m: &Metrics) {
+        let Batch {
+            inner,
+            batch,
+            ops,
+            writes,
+            totals,
+            answers,
+            reads,
+            flush_asked,
+            ..
+        } = self;
+        if !answers.is_empty() {
+            let started = Instant::now();
+            let result = if writes > 0 {
+                apply(inner, batch, ops, totals, flush_asked)
+            } else if flush_asked {
+                inner.checkpoint()
+            } else {
+                inner.barrier()
+            };
+            m.commit_batch_size.observe(answers.len() as f64);
+            m.commit_duration.observe(started.elapsed().as_secs_f64());
+            if let Err(e) = &result {
+                m.commit_errors.inc();
+                tracing::error!(error = %crate::errors::chain(e), writes = answers.len(), "group commit failed");
+            }
+            for answer in answers {
+                match (answer, &result) {
+                    (Answer::Record(tx, outcome), Ok(())) => drop(tx.send(outcome)),
+                    (Answer::Flush(tx), Ok(())) => drop(tx.send(Ok(()))),
+                    (Answer::Record(tx, _), Err(e)) => drop(tx.send(Err(e.clone()))),
+                    (Answer::Flush(tx), Err(e)) => drop(tx.send(Err(e.clone()))),
+                    (Answer::Many(tx, each), Ok(())) => drop(tx.send(each)),
+                    (Answer::Many(tx, each), Err(e)) => {
+                        drop(tx.send(each.iter().map(|_| Err(e.clone())).collect()))
+                    }
+                }
+            }
+        }
+        for read in reads {
+            read(inner);
+        }
+    }
+}
+
+/// Applies a batch to memory (the tree, the dirty counters) and makes it durable: one
+/// log frame and its sync, or a checkpoint when asked to flush or when an earlier sync
+/// failed (the log alone no longer proves durability then).
+fn apply(
+    inner: &Inner,
+    batch: sled::Batch,
+    mut ops: Ops,
+    totals: HashMap<Vec<u8>, u64>,
+    flush_asked: bool,
+) -> StoreResult<()> {
+    inner.faults.apply_fault()?;
+    for (key, total) in &totals {
+        ops.put(key, &ledger::encode_counter(*total));
+    }
+    inner.ledger.apply_batch(batch)?;
+    let mut counters = lock(&inner.counters);
+    for (key, total) in totals {
+        counters.commit(key, total);
+    }
+    drop(counters);
+    // `writes > 0`, so the frame has at least one put.
+    let logged = {
+        let mut wal = lock(&inner.wal);
+        wal.append(&ops)
+            .and_then(|()| inner.faults.flush_fault())
+            .and_then(|()| wal.sync())
+            .map_err(StoreError::from)
+    };
+    match logged {
+        Ok(()) if flush_asked || inner.durability.is_behind() => inner.checkpoint(),
+        Ok(()) => Ok(()),
+        Err(e) => {
+            // Applied in memory but not durable: reads must checkpoint before answering.
+            inner.durability.mark_behind();
+            Err(e)
+        }
+    }
+}
