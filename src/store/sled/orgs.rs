@@ -4,7 +4,9 @@
 //! of a customer's objects finds its org).
 //!
 //! Creating an org writes its record (in one transaction with its idempotency key), then
-//! commits its initial ledger state through the writer, whose flush makes both durable.
+//! commits its initial ledger state through the writer and asks it for a flush in the
+//! same group commit: the state is durable by the ledger's log, the record only by a
+//! sled flush (the log covers the ledger tree alone).
 
 use super::codec::{decode, encode};
 use super::writer::CommitHandle;
@@ -92,10 +94,11 @@ impl OrgDirectory for SledOrgs {
             let org = record.org_id.clone();
             let outcome = blocking(move || insert(&orgs, &org_idem, &record, idempotency)).await?;
             if let CreateOutcome::Created = outcome {
-                // The commit's flush also makes the org record above durable.
-                commit
-                    .commit(org, vec![LedgerWrite::State(state)])
-                    .await?;
+                // Queued together, so one group commit applies the state and flushes.
+                let committed = commit.commit(org, vec![LedgerWrite::State(state)]);
+                let flushed = commit.flush();
+                committed.await?;
+                flushed.await.map_err(|_| StoreError::WriterGone)??;
             }
             Ok(outcome)
         }

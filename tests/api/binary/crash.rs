@@ -201,3 +201,54 @@ async fn state_survives_a_sigterm_restart_and_the_exit_is_clean() {
     assert_eq!(used(&c, &server.base, &org).await["used"], 33);
     assert!(server.terminate().success());
 }
+
+/// An org (and an API key) acknowledged just before a `kill -9` is there after it: the
+/// writes outside the ledger (the `orgs` and `api_keys` trees) are flushed before their
+/// 200, not left to sled's background flusher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_org_and_key_acknowledged_just_before_kill_9_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let pinned = [("EDGEQUOTA__CLOCK__START_AT", MID_MONTH)];
+    let mut server = Server::start(dir.path(), &pinned);
+    let c = client();
+    let mut orgs = vec![create_org(&c, &server.base).await];
+    let key = super::json_of(
+        c.post(format!("{}/api/orgs/api-keys.create", server.base))
+            .bearer_auth(super::SERVICE)
+            .json(&json!({"orgId": orgs[0]})),
+    )
+    .await["apiKey"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    // The last writes before the kill are org creations alone.
+    for _ in 0..5 {
+        orgs.push(create_org(&c, &server.base).await);
+    }
+    server.kill9();
+
+    let server = Server::start(dir.path(), &pinned);
+    for org in &orgs {
+        // The org's record itself (not only its ledger state) must be there.
+        let url = format!(
+            "{}/api/admin/usage.read?orgId={org}&periodKey=2026-03",
+            server.base
+        );
+        let res = c
+            .get(url)
+            .bearer_auth(crate::helpers::ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{org} is known after the kill");
+    }
+    let res = c
+        .post(format!("{}/api/quota/check", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"orgId": orgs[0], "metric": "api_call"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the key survived");
+    assert!(server.terminate().success());
+}
