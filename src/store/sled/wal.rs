@@ -39,10 +39,6 @@ impl Ops {
             .extend_from_slice(&(value.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(value);
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
 }
 
 /// The puts of a frame's payload, in order; `None` if the payload is malformed.
