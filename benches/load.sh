@@ -31,7 +31,8 @@
 #                       SKIP_BUILD=1 (use the existing release binary)
 #                       PROFILE=check (perf record -g the server during that route's
 #                       measured run; prints CPU by thread and the top symbols;
-#                       PERF_KEEP=/path keeps the perf.data)
+#                       PERF_KEEP=/path keeps the perf.data; PERF_GRAPH="--call-graph
+#                       dwarf,16384 -F 499" for call chains through code without frame pointers)
 #                       ROUTES="ceiling check consume record" (which, in this order;
 #                       also authorize, batch, rls)  KEYS=1000  BATCH=100
 # Needs: cargo, curl, python3; installs `wrk` with apt-get when it is missing.
@@ -246,16 +247,19 @@ run() { # run MODE: a warm-up, then the measured run; prints wrk's RESULT line
             >/dev/null 2>&1
     fi
     echo "==> $mode: wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s" >&2
-    local commits_before loaded=$SERVER_PID ticks_before
+    local commits_before loaded=$SERVER_PID ticks_before threads_before
     [[ "$mode" == ceiling ]] && loaded=$CEILING_PID
     commits_before=$(commit_stats)
     ticks_before=$(cpu_ticks "$loaded")
+    threads_before=$(thread_ticks "$loaded")
     perf_start "$mode"
     MODE=$mode TOKEN=$SERVICE_TOKEN ORGS_FILE="$WORK/orgs.txt" KEYS_FILE="$WORK/keys.txt" BATCH=$BATCH \
         wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/load.lua" "$target" \
         >"$WORK/$mode.out" 2>"$WORK/$mode.err" || { cat "$WORK/$mode.err" >&2; exit 1; }
     if [[ -s "$WORK/$mode.err" ]]; then sed 's/^/    /' "$WORK/$mode.err" >&2; fi
     perf_report "$mode"
+    thread_report "$threads_before" "$(thread_ticks "$loaded")" \
+        "$(awk '/^RESULT/ {print $8}' "$WORK/$mode.out")"
     if [[ "$mode" != ceiling ]]; then
         python3 - "$commits_before" "$(commit_stats)" <<'PY' >&2
 import sys
@@ -271,10 +275,13 @@ PY
 }
 
 PERF_PID=""
-perf_start() { # perf_start MODE: when PROFILE=MODE, records the server for DURATION (PERF_PID)
+perf_start() { # perf_start MODE: when PROFILE=MODE, records the loaded app for DURATION (PERF_PID)
     PERF_PID=""
     if [[ "${PROFILE:-}" == "$1" ]]; then
-        perf record -q -g -o "$WORK/perf.data" -p "$SERVER_PID" -- sleep "$DURATION" \
+        local pid=$SERVER_PID
+        [[ "$1" == ceiling ]] && pid=$CEILING_PID
+        # shellcheck disable=SC2086 # PERF_GRAPH is a list of perf options
+        perf record -q ${PERF_GRAPH:--g} -o "$WORK/perf.data" -p "$pid" -- sleep "$DURATION" \
             >/dev/null 2>&1 &
         PERF_PID=$!
     fi
@@ -284,7 +291,7 @@ perf_report() { # perf_report MODE: waits for perf_start's recording and summari
     [[ -n "$PERF_PID" ]] || return 0
     wait "$PERF_PID" || true
     {
-        echo "==> perf: server CPU by thread during $1"
+        echo "==> perf: CPU by thread during $1"
         # By thread (pid is the thread id here): every actix thread's name truncates to "actix-rt|system".
         perf report -i "$WORK/perf.data" --no-children --sort pid -g none --stdio 2>/dev/null |
             grep -v '^#' | grep -v '^$' | head -12
@@ -293,6 +300,27 @@ perf_report() { # perf_report MODE: waits for perf_start's recording and summari
             grep -E '^ +[0-9.]+%' | head -25
         if [[ -n "${PERF_KEEP:-}" ]]; then cp "$WORK/perf.data" "$PERF_KEEP"; fi
     } >&2
+}
+
+thread_ticks() { # "TID NAME TICKS" for each thread of process $1
+    local t
+    for t in /proc/"$1"/task/*; do
+        echo "${t##*/} $(tr ' ' _ <"$t/comm") $(awk '{print $14 + $15}' "$t/stat")"
+    done 2>/dev/null
+}
+
+thread_report() { # thread_report BEFORE AFTER REQUESTS: server CPU per request by thread name
+    python3 - "$1" "$2" "$3" "$(getconf CLK_TCK)" <<'PY' >&2
+import sys
+def read(text):
+    return {tid: (name, int(t)) for tid, name, t in (l.split() for l in text.splitlines() if l)}
+a, b, n, hz = read(sys.argv[1]), read(sys.argv[2]), max(int(sys.argv[3]), 1), int(sys.argv[4])
+by = {}
+for tid, (name, t) in b.items():
+    by[name] = by.get(name, 0) + t - a.get(tid, (name, 0))[1]
+parts = [f"{name} {t * 1e6 / hz / n:.1f}" for name, t in sorted(by.items(), key=lambda x: -x[1]) if t > 0]
+print("    CPU/req by thread (us): " + ", ".join(parts))
+PY
 }
 
 cpu_ticks() { # CPU time (user + system, in clock ticks) process $1 has used so far

@@ -143,7 +143,7 @@ pub async fn flush_consumes(ctx: &EngineContext) -> usize {
     let flushed = writes.len();
     if flushed > 0 {
         // The writes are needed again only if their commit fails.
-        let results = ctx.backend.ledger.commit_many(writes.clone()).await;
+        let results = ctx.backend.ledger.commit_consumed(writes.clone()).await;
         for ((org, w), result) in writes.into_iter().zip(results) {
             if let Err(e) = result {
                 // Kept, merged, for the next flush; counted in memory meanwhile.

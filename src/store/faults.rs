@@ -52,6 +52,11 @@ impl Faults {
         self.arm();
     }
 
+    /// How many of the armed flush failures are still to come (none tried them yet).
+    pub fn flush_failures_left(&self) -> u32 {
+        self.fail_flush.load(Ordering::SeqCst)
+    }
+
     /// The writer stops at its next commit until `release`.
     pub fn hold_next_commit(&self) {
         self.lock().requested = true;

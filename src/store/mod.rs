@@ -126,6 +126,15 @@ pub trait LedgerStore: Send + Sync + 'static {
             .collect();
         Box::pin(futures_util::future::join_all(commits))
     }
+    /// The consume flusher's write-behind (SPEC §5): as `commit_many`, except that an
+    /// answer need only survive a crash of the process; a backend may make it survive a
+    /// power loss a little later (sled: within a second). By default `commit_many`.
+    fn commit_consumed(
+        &self,
+        writes: Vec<(OrgId, Vec<LedgerWrite>)>,
+    ) -> BoxFuture<'static, Vec<StoreResult<()>>> {
+        self.commit_many(writes)
+    }
     /// Up to `limit` orgs' stored states after `after`, in a stable order (sweeps).
     fn states_page(
         &self,

@@ -266,4 +266,50 @@ mod tests {
         );
         b.health.close();
     }
+
+    /// SPEC §5: a consume never waits for a disk. Write-behind commits are answered once
+    /// their frame is in the log file (a crash of the process keeps it: the kernel holds
+    /// it) without a sync, and the writer syncs them by itself within a second.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn consumed_units_are_answered_before_their_sync_and_synced_within_a_second() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let b = open(dir.path(), options(), Metrics::new()).expect("open");
+        let org = OrgId::parse("org_consume").expect("org");
+        let period = PeriodKey::parse("2026-03").expect("period");
+        let usage = |delta| {
+            vec![(
+                org.clone(),
+                vec![crate::store::LedgerWrite::Usage {
+                    period,
+                    metric: Metric::api_call(),
+                    delta,
+                }],
+            )]
+        };
+        // Any sync attempted from now on fails: the answer below proves none was.
+        b.faults.fail_next_flushes(1);
+        let answers = b.ledger.commit_consumed(usage(3)).await;
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        assert_eq!(b.faults.flush_failures_left(), 1, "answered without a sync");
+        let log = dir.path().join("ledger.wal");
+        let written = std::fs::metadata(&log).expect("log file").len();
+        assert!(written > 0, "the frame is in the file when answered");
+
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while b.faults.flush_failures_left() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            b.faults.flush_failures_left(),
+            0,
+            "the writer synced by itself"
+        );
+        // That sync failed: the next commit that needs durability checkpoints instead
+        // of trusting the log, and the units are there.
+        let answers = b.ledger.commit_many(usage(4)).await;
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        let counters = b.ledger.counters(&org, period).await.expect("counters");
+        assert_eq!(counters.get(&Metric::api_call()), Some(&7));
+        b.health.close();
+    }
 }

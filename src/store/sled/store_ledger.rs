@@ -112,13 +112,14 @@ impl LedgerStore for SledLedger {
         &self,
         writes: Vec<(OrgId, Vec<LedgerWrite>)>,
     ) -> futures_util::future::BoxFuture<'static, Vec<StoreResult<()>>> {
-        let orgs = writes.len();
-        let rx = self.commit.commit_many(writes);
-        async move {
-            rx.await
-                .unwrap_or_else(|_| (0..orgs).map(|_| Err(StoreError::WriterGone)).collect())
-        }
-        .boxed()
+        answers(writes.len(), self.commit.commit_many(writes))
+    }
+
+    fn commit_consumed(
+        &self,
+        writes: Vec<(OrgId, Vec<LedgerWrite>)>,
+    ) -> futures_util::future::BoxFuture<'static, Vec<StoreResult<()>>> {
+        answers(writes.len(), self.commit.commit_consumed(writes))
     }
 
     fn states_page(
@@ -138,4 +139,17 @@ impl LedgerStore for SledLedger {
     fn requests_ready(&self) -> bool {
         self.inner.filter.is_ready()
     }
+}
+
+/// The writer's answers to a hand-over of `orgs` orgs' writes (each failed if the writer
+/// stopped first).
+fn answers(
+    orgs: usize,
+    rx: tokio::sync::oneshot::Receiver<Vec<StoreResult<()>>>,
+) -> futures_util::future::BoxFuture<'static, Vec<StoreResult<()>>> {
+    async move {
+        rx.await
+            .unwrap_or_else(|_| (0..orgs).map(|_| Err(StoreError::WriterGone)).collect())
+    }
+    .boxed()
 }

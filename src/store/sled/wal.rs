@@ -17,6 +17,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 const FILE: &str = "ledger.wal";
 const HEADER: usize = 8;
@@ -65,6 +66,9 @@ pub struct Wal {
     /// over whatever it left).
     len: u64,
     fdatasync: bool,
+    /// When the oldest frame not yet synced was appended (frames of write-behind
+    /// commits wait for a later sync).
+    unsynced_since: Option<Instant>,
 }
 
 impl Wal {
@@ -89,6 +93,7 @@ impl Wal {
             file,
             len: frames.iter().map(|f| (HEADER + f.len()) as u64).sum(),
             fdatasync,
+            unsynced_since: None,
         };
         Ok((wal, frames.into_iter().map(<[u8]>::to_vec).collect()))
     }
@@ -101,14 +106,23 @@ impl Wal {
         frame.extend_from_slice(&ops.buf);
         self.file.write_all_at(&frame, self.len)?;
         self.len += frame.len() as u64;
+        self.unsynced_since.get_or_insert_with(Instant::now);
         Ok(())
     }
 
-    pub fn sync(&self) -> io::Result<()> {
+    /// Makes every frame appended so far durable (the earlier unsynced ones too: one
+    /// `fdatasync` covers the whole file).
+    pub fn sync(&mut self) -> io::Result<()> {
         if self.fdatasync {
             self.file.sync_data()?;
         }
+        self.unsynced_since = None;
         Ok(())
+    }
+
+    /// How long the oldest frame not yet synced has waited, if any has.
+    pub fn unsynced_for(&self) -> Option<Duration> {
+        self.unsynced_since.map(|at| at.elapsed())
     }
 
     /// Empties the log: call only once everything it holds is durable elsewhere.

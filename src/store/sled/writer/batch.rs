@@ -2,7 +2,7 @@
 //! flushes, queued reads), the sled batch and the log frame it builds from them, and how
 //! it is applied, made durable and answered.
 
-use super::{Msg, Read};
+use super::{Durable, Msg, Read};
 use crate::domain::OrgId;
 use crate::metrics::Metrics;
 use crate::store::sled::ledger::{self, IdemEntry};
@@ -51,6 +51,9 @@ pub(super) struct Batch<'a> {
     reads: Vec<Read>,
     /// Someone waits for a flush of writes made outside this batch.
     flush_asked: bool,
+    /// Someone waits for its writes to survive a power loss (everyone but write-behind
+    /// commits): the frame is synced before anyone is answered.
+    sync_asked: bool,
 }
 
 impl<'a> Batch<'a> {
@@ -65,6 +68,7 @@ impl<'a> Batch<'a> {
             answers: Vec::new(),
             reads: Vec::new(),
             flush_asked: false,
+            sync_asked: false,
         }
     }
 
@@ -77,10 +81,12 @@ impl<'a> Batch<'a> {
     pub(super) fn add(&mut self, msg: Msg) -> bool {
         match msg {
             Msg::Record(org, usage, tx) => {
+                self.sync_asked = true;
                 let outcome = self.record(&org, usage);
                 self.answers.push(Answer::Record(tx, outcome));
             }
-            Msg::CommitMany(writes, tx) => {
+            Msg::CommitMany(writes, durable, tx) => {
+                self.sync_asked |= durable == Durable::Now;
                 let each = writes
                     .into_iter()
                     .map(|(org, w)| self.commit(&org, w))
@@ -89,6 +95,7 @@ impl<'a> Batch<'a> {
             }
             Msg::Flush(tx) => {
                 self.flush_asked = true;
+                self.sync_asked = true;
                 self.answers.push(Answer::Flush(tx));
             }
             Msg::Read(read) => self.reads.push(read),
@@ -208,12 +215,13 @@ impl<'a> Batch<'a> {
             answers,
             reads,
             flush_asked,
+            sync_asked,
             ..
         } = self;
         if !answers.is_empty() {
             let started = Instant::now();
             let result = if writes > 0 {
-                apply(inner, batch, ops, totals, flush_asked)
+                apply(inner, batch, ops, totals, flush_asked, sync_asked)
             } else if flush_asked {
                 inner.checkpoint()
             } else {
@@ -246,13 +254,17 @@ impl<'a> Batch<'a> {
 
 /// Applies a batch to memory (the tree, the dirty counters) and makes it durable: one
 /// log frame and its sync, or a checkpoint when asked to flush or when an earlier sync
-/// failed (the log alone no longer proves durability then).
+/// failed (the log alone no longer proves durability then). A batch of write-behind
+/// commits only (`sync_asked` false) is durable against a crash of the process once its
+/// frame is written (the kernel holds it); its sync waits for the next batch that asks
+/// for one or for `checkpoint::sync_if_due`.
 fn apply(
     inner: &Inner,
     batch: sled::Batch,
     mut ops: Ops,
     totals: HashMap<Vec<u8>, u64>,
     flush_asked: bool,
+    sync_asked: bool,
 ) -> StoreResult<()> {
     inner.faults.apply_fault()?;
     for (key, total) in &totals {
@@ -268,8 +280,10 @@ fn apply(
     let logged = {
         let mut wal = lock(&inner.wal);
         wal.append(&ops)
-            .and_then(|()| inner.faults.flush_fault())
-            .and_then(|()| wal.sync())
+            .and_then(|()| match sync_asked {
+                true => inner.faults.flush_fault().and_then(|()| wal.sync()),
+                false => Ok(()),
+            })
             .map_err(StoreError::from)
     };
     match logged {

@@ -10,7 +10,10 @@
 //! decides, a request id is counted once however many callers race with it, and a replay
 //! is answered only after a sync covered what it read.
 //!
-//! Counters stay out of the tree until a checkpoint (every 5 s, when the log passes
+//! Write-behind commits (consumed units) are answered once their frame is written and
+//! synced with the next batch that asks for a sync, or within a second.
+//!
+//! Counters stay out of the tree until a checkpoint (every 30 s, when the log passes
 //! its size cap, on an explicit flush, at stop) writes each once, whatever number of
 //! commits moved it; the checkpoint flushes sled and then empties the log.
 //!
@@ -32,21 +35,29 @@ use batch::Batch;
 use std::future::Future;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-/// The longest the writer sleeps with nothing queued (a due checkpoint still runs).
-const IDLE_WAKE: Duration = Duration::from_secs(1);
-
 /// A read run on the writer thread after the writes queued before it.
 pub type Read = Box<dyn FnOnce(&Inner) + Send>;
+
+/// When a commit's answer may be sent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Durable {
+    /// Once its frame is synced: it survives a power loss.
+    Now,
+    /// Once its frame is written: it survives a crash of the process, and a power loss
+    /// once the next sync ran (write-behind consumes, SPEC §5).
+    Soon,
+}
 
 enum Msg {
     Record(OrgId, UsageRecord, oneshot::Sender<StoreResult<Recorded>>),
     /// Each org's writes, atomically per org; answered per org, in order.
     CommitMany(
         Vec<(OrgId, Vec<LedgerWrite>)>,
+        Durable,
         oneshot::Sender<Vec<StoreResult<()>>>,
     ),
     /// Make everything written so far (in any tree) durable.
@@ -90,14 +101,32 @@ impl CommitHandle {
     }
 
     /// Commits each org's writes (each org's atomically) in one hand-over; answers per
-    /// org, in order.
+    /// org, in order, once they are durable.
     pub fn commit_many(
         &self,
         writes: Vec<(OrgId, Vec<LedgerWrite>)>,
     ) -> oneshot::Receiver<Vec<StoreResult<()>>> {
+        self.hand_over(writes, Durable::Now)
+    }
+
+    /// As `commit_many`, but answers once the writes survive a crash of the process;
+    /// they survive a power loss within `checkpoint::SOON` (the consume flusher's
+    /// write-behind: a sync per flush would cost every consume a disk flush's share).
+    pub fn commit_consumed(
+        &self,
+        writes: Vec<(OrgId, Vec<LedgerWrite>)>,
+    ) -> oneshot::Receiver<Vec<StoreResult<()>>> {
+        self.hand_over(writes, Durable::Soon)
+    }
+
+    fn hand_over(
+        &self,
+        writes: Vec<(OrgId, Vec<LedgerWrite>)>,
+        durable: Durable,
+    ) -> oneshot::Receiver<Vec<StoreResult<()>>> {
         let (tx, rx) = oneshot::channel();
-        if let Err(mpsc::SendError(Msg::CommitMany(writes, tx))) =
-            self.tx.send(Msg::CommitMany(writes, tx))
+        if let Err(mpsc::SendError(Msg::CommitMany(writes, _, tx))) =
+            self.tx.send(Msg::CommitMany(writes, durable, tx))
         {
             let _ = tx.send(writes.iter().map(|_| Err(StoreError::WriterGone)).collect());
         }
@@ -163,7 +192,7 @@ fn run(inner: &Inner, rx: mpsc::Receiver<Msg>, max: usize, m: Metrics) {
     let mut last_checkpoint = Instant::now();
     while !stopping {
         let mut b = Batch::new(inner);
-        match rx.recv_timeout(IDLE_WAKE) {
+        match rx.recv_timeout(checkpoint::idle_wake(inner)) {
             Ok(msg) => stopping = !b.add(msg),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => stopping = true,
@@ -175,6 +204,7 @@ fn run(inner: &Inner, rx: mpsc::Receiver<Msg>, max: usize, m: Metrics) {
             }
         }
         b.finish(&m);
+        checkpoint::sync_if_due(inner, &m);
         checkpoint::if_due(inner, &mut last_checkpoint, &m);
     }
     if let Err(e) = inner.checkpoint() {
