@@ -202,7 +202,9 @@ pub trait JobQueue<P>: Send + Sync + 'static {
     /// takes one for `lease_ms` or until it is replaced, so two pollers (or nodes) do
     /// not work on one job at once — and if its worker dies, it is claimable again when
     /// the lease runs out. (A store only one process opens may keep leases in memory: a
-    /// restart then finds every unfinished job claimable at once.)
+    /// restart then finds every unfinished job claimable at once. A store several nodes
+    /// share judges the lease by its own clock, one clock for all of them; `now_ms`
+    /// decides only which jobs are due.)
     fn claim_due(&self, now_ms: i64, limit: usize, lease_ms: i64) -> StoreFuture<Vec<Job<P>>>;
     /// Jobs in `state` in arrival order after `after_seq`.
     fn list(

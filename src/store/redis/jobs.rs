@@ -1,9 +1,16 @@
-//! `JobQueue` on Redis: one queue's jobs, indices and sequence under one hash tag
-//! (`eq:{jobs:<queue>}:…`), so every change is one Lua script on one slot. A job is a
-//! versioned blob in a hash; a sorted set per state orders it by arrival; queued jobs
-//! sit in a due set scored by when they may run. A claim moves the claimed jobs' due
-//! score past the lease, atomically, so two nodes never claim one job at once, and a
-//! node that dies holding one leaves it claimable when the lease runs out.
+//! `JobQueue` on Redis: one queue's jobs, indices and stream under one hash tag
+//! (`eq:{jobs:<queue>}:…`), so every change is one Lua script on one slot.
+//!
+//! A job is a versioned blob in a hash keyed by its id (the event id for webhooks: a
+//! delivery stored twice is one job); a sorted set per state orders the jobs by arrival
+//! (lists, counts) and one per finished state by when they finished (purges). Delivery
+//! goes through a Redis Stream with one consumer group: a queued job waits in `due`
+//! (scored by when it may run: backoff and a parked queue need a due time, which a
+//! stream has not), a claim moves the jobs that are due into the stream and reads them
+//! with `XREADGROUP` as this node's consumer, and a replace (finished, or queued again
+//! for later) acknowledges and deletes its entry. A node that dies holding entries
+//! leaves them pending in the group, and the next claim on any node takes those idle
+//! past the lease with `XAUTOCLAIM` — judged by Redis's clock, one clock for every node.
 
 use super::conn::Redis;
 use crate::store::codec::{decode, encode};
@@ -14,6 +21,8 @@ use serde::{de::DeserializeOwned, Serialize};
 use std::marker::PhantomData;
 
 const JOB_V: u8 = 1;
+/// The consumer group every node reads the queue's stream in.
+const GROUP: &str = "workers";
 
 /// KEYS: jobs hash, state set, due set, finished set. ARGV: id, blob, seq, due ('' when
 /// not queued), done_ms ('' when not finished).
@@ -27,13 +36,27 @@ if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1]) end
 return false
 "#;
 
+/// Takes job `id` out of the stream, if it is in it. KEYS[7]: entries hash, KEYS[8]:
+/// stream; ARGV[7]: group.
+const LEAVE_STREAM: &str = r#"
+local function leave_stream(id)
+  local entry = redis.call('HGET', KEYS[7], id)
+  if entry then
+    redis.call('XACK', KEYS[8], ARGV[7], entry)
+    redis.call('XDEL', KEYS[8], entry)
+    redis.call('HDEL', KEYS[7], id)
+  end
+end
+"#;
+
 /// KEYS: jobs hash, old state set, new state set, due set, old finished set, new finished
-/// set. ARGV: id, expected blob, new blob, seq, due, done_ms.
+/// set, entries hash, stream. ARGV: id, expected blob, new blob, seq, due, done_ms, group.
 const REPLACE: &str = r#"
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+leave_stream(ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1]) end
 redis.call('ZREM', KEYS[5], ARGV[1])
@@ -41,25 +64,59 @@ if ARGV[6] ~= '' then redis.call('ZADD', KEYS[6], ARGV[6], ARGV[1]) end
 return 1
 "#;
 
-/// KEYS: jobs hash, due set. ARGV: now, limit, lease end.
+/// KEYS: jobs hash, due set, entries hash, stream. ARGV: now, limit, lease ms, group,
+/// consumer. The due jobs enter the stream; then this consumer takes entries other
+/// consumers have held idle past the lease, then new ones. An entry whose job has left
+/// the stream since (finished, purged) is acknowledged and dropped.
 const CLAIM: &str = r#"
-local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+redis.pcall('XGROUP', 'CREATE', KEYS[4], ARGV[4], '0', 'MKSTREAM')
+local limit = tonumber(ARGV[2])
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, limit)) do
+  redis.call('HSET', KEYS[3], id, redis.call('XADD', KEYS[4], '*', 'id', id))
+  redis.call('ZREM', KEYS[2], id)
+end
 local out = {}
-for _, id in ipairs(ids) do
-  redis.call('ZADD', KEYS[2], ARGV[3], id)
-  local blob = redis.call('HGET', KEYS[1], id)
-  if blob then table.insert(out, blob) end
+local function take(entries)
+  for _, entry in ipairs(entries) do
+    local fields = entry[2]
+    local id = fields and fields[2]
+    local blob = id and redis.call('HGET', KEYS[1], id)
+    if blob and redis.call('HGET', KEYS[3], id) == entry[1] then
+      table.insert(out, blob)
+    else
+      redis.call('XACK', KEYS[4], ARGV[4], entry[1])
+      redis.call('XDEL', KEYS[4], entry[1])
+    end
+  end
+end
+take(redis.call('XAUTOCLAIM', KEYS[4], ARGV[4], ARGV[5], ARGV[3], '0-0', 'COUNT', limit)[2])
+if #out < limit then
+  local fresh = redis.call('XREADGROUP', 'GROUP', ARGV[4], ARGV[5], 'COUNT', limit - #out,
+    'STREAMS', KEYS[4], '>')
+  if fresh then take(fresh[1][2]) end
 end
 return out
 "#;
 
-/// KEYS: jobs hash, state set, finished set. ARGV: cutoff.
+/// KEYS: jobs hash, state set, finished set, entries hash, stream. ARGV: cutoff, group.
+/// Also forgets consumers (nodes gone for a day) that hold nothing.
 const PURGE: &str = r#"
 local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[1])
 for _, id in ipairs(ids) do
   redis.call('HDEL', KEYS[1], id)
   redis.call('ZREM', KEYS[2], id)
   redis.call('ZREM', KEYS[3], id)
+  redis.call('HDEL', KEYS[4], id)
+end
+local consumers = redis.pcall('XINFO', 'CONSUMERS', KEYS[5], ARGV[2])
+if type(consumers) == 'table' and not consumers.err then
+  for _, c in ipairs(consumers) do
+    local info = {}
+    for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+    if info['pending'] == 0 and (info['idle'] or 0) > 86400000 then
+      redis.call('XGROUP', 'DELCONSUMER', KEYS[5], ARGV[2], info['name'])
+    end
+  end
 end
 return #ids
 "#;
@@ -67,6 +124,8 @@ return #ids
 pub struct RedisJobs<P> {
     redis: Redis,
     tag: String,
+    /// This node's consumer name in the stream's group (unique per process).
+    consumer: String,
     payload: PhantomData<fn() -> P>,
 }
 
@@ -75,6 +134,7 @@ impl<P> RedisJobs<P> {
         Self {
             redis,
             tag: format!("eq:{{jobs:{queue}}}"),
+            consumer: format!("node-{}", ulid::Ulid::new()),
             payload: PhantomData,
         }
     }
@@ -109,6 +169,7 @@ impl<P> Clone for RedisJobs<P> {
         Self {
             redis: self.redis.clone(),
             tag: self.tag.clone(),
+            consumer: self.consumer.clone(),
             payload: PhantomData,
         }
     }
@@ -207,15 +268,18 @@ where
                 this.key("due"),
                 this.finished_key(expected.state),
                 this.finished_key(new.state),
+                this.key("entries"),
+                this.key("stream"),
             ];
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-            let mut eval = Redis::eval(REPLACE, &refs);
+            let mut eval = Redis::eval(&format!("{LEAVE_STREAM}{REPLACE}"), &refs);
             eval.arg(&expected.id)
                 .arg(encode(JOB_V, &expected))
                 .arg(encode(JOB_V, &new))
                 .arg(new.seq)
                 .arg(Self::due_arg(&new))
-                .arg(Self::done_arg(&new));
+                .arg(Self::done_arg(&new))
+                .arg(GROUP);
             let replaced: i64 = this.redis.query(eval).await?;
             Ok(replaced == 1)
         }
@@ -225,11 +289,22 @@ where
     fn claim_due(&self, now_ms: i64, limit: usize, lease_ms: i64) -> StoreFuture<Vec<Job<P>>> {
         let this = self.clone();
         async move {
-            let (jobs, due) = (this.key("jobs"), this.key("due"));
-            let mut eval = Redis::eval(CLAIM, &[&jobs, &due]);
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let keys = [
+                this.key("jobs"),
+                this.key("due"),
+                this.key("entries"),
+                this.key("stream"),
+            ];
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let mut eval = Redis::eval(CLAIM, &refs);
             eval.arg(now_ms)
                 .arg(limit)
-                .arg(now_ms.saturating_add(lease_ms));
+                .arg(lease_ms.max(0))
+                .arg(GROUP)
+                .arg(&this.consumer);
             let blobs: Vec<Vec<u8>> = this.redis.query(eval).await?;
             blobs.iter().map(|b| decode_job(b)).collect()
         }
@@ -276,10 +351,12 @@ where
                 this.key("jobs"),
                 this.state_key(state),
                 this.finished_key(state),
+                this.key("entries"),
+                this.key("stream"),
             ];
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
             let mut eval = Redis::eval(PURGE, &refs);
-            eval.arg(cutoff_ms);
+            eval.arg(cutoff_ms).arg(GROUP);
             this.redis.query(eval).await
         }
         .boxed()

@@ -7,5 +7,6 @@ mod drift;
 mod failover;
 mod nodes;
 mod outage;
+mod queue;
 pub mod servers;
 mod webhooks;
