@@ -39,6 +39,7 @@ pub struct Inner {
     pub store_sync_interval_max: Gauge,
     pub rollover_runs: IntCounterVec,
     pub rollover_orgs: IntCounter,
+    pub rollover_elsewhere: IntCounter,
     pub current_period: IntGauge,
     pub idempotency_purged: IntCounter,
     pub idempotency_purge_runs: IntCounter,
@@ -251,6 +252,10 @@ impl Metrics {
                 &["trigger"],
             ),
             rollover_orgs: counter("rollover_orgs_total", "Orgs moved into a new period"),
+            rollover_elsewhere: counter(
+                "rollover_sweeps_elsewhere_total",
+                "Period sweeps this node left to another node sharing the store, which made them",
+            ),
             current_period: gauge(
                 "current_period",
                 "The current period as YYYYMM, from the service clock",

@@ -1,12 +1,15 @@
 //! The rollover supervisor: time-driven maintenance of the engine. It compares the
 //! injected clock with the last period it rolled into and sweeps every org into the new
 //! period at the boundary (and once at start, which catches downtime across a boundary);
-//! it also purges expired idempotency entries.
+//! it also purges expired idempotency entries. Of several nodes sharing a store, one
+//! sweeps each period (under the store's sweep lease); the others count it as made
+//! elsewhere.
 //!
 //! Polling the clock (rather than sleeping until the boundary) is what lets an injected
 //! clock jump across a month and have the sweep follow within one interval.
 
 use super::engine::QuotaEngine;
+use super::sweep::Swept;
 use crate::domain::PeriodKey;
 use crate::shutdown::InFlight;
 use actix::prelude::*;
@@ -62,12 +65,18 @@ impl RolloverSupervisor {
         self.sweeping = true;
         self.in_flight.begin();
         let engine = self.engine.clone();
-        let sweep = async move { engine.rollover(now, false, "supervisor").await };
+        let sweep = async move { engine.supervised_rollover(now).await };
         ctx.spawn(sweep.into_actor(self).map(move |res, act, _| {
             act.sweeping = false;
             act.in_flight.end();
             match res {
-                Ok(_) => act.rolled_into = Some(now),
+                Ok(Swept::Here(_)) => act.rolled_into = Some(now),
+                Ok(Swept::Elsewhere) => {
+                    act.engine.context().metrics.rollover_elsewhere.inc();
+                    act.rolled_into = Some(now);
+                }
+                // Another node sweeps now: asked again at the next tick, until it is done.
+                Ok(Swept::Busy) => {}
                 // Retried at the next tick.
                 Err(e) => tracing::error!(error = %e, period = %now, "rollover sweep failed"),
             }

@@ -6,16 +6,35 @@
 //! one only for its roll, retired right after unless a request came to it meanwhile: so
 //! a sweep over a million orgs holds at most a page's worth of ids and
 //! `SWEEP_CONCURRENCY` actors it started, never one actor per org.
+//!
+//! The supervisor's sweep runs under the store's sweep lease: of several nodes sharing
+//! a store, one sweeps each period and the others skip it (`supervised_rollover`).
 
 use super::engine::QuotaEngine;
 use super::messages::{EngineError, Rollover};
 use crate::domain::{OrgId, PeriodKey};
+use crate::store::SweepLease;
 use futures_util::stream::{self, StreamExt};
+use std::time::Duration;
 
 /// How many orgs a sweep rolls at once (bounds actor starts and store reads in flight).
 const SWEEP_CONCURRENCY: usize = 64;
 /// Stored org states read per page.
 const PAGE: usize = 1_000;
+/// The supervisor's sweep lease; renewed every third of it while the sweep runs, so
+/// only a node that stopped (died, or lost Redis) lets it run out.
+const SWEEP_LEASE_MS: u64 = 30_000;
+
+/// Who made the supervisor's sweep into a period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swept {
+    /// This node, moving this many orgs.
+    Here(u64),
+    /// Another node sharing the store.
+    Elsewhere,
+    /// Another node is sweeping now: ask again later.
+    Busy,
+}
 
 impl QuotaEngine {
     /// Moves every org whose current period is older than `period` into it (with
@@ -91,5 +110,42 @@ impl QuotaEngine {
             Some(e) => Err(e),
             None => Ok(updated),
         }
+    }
+
+    /// The rollover supervisor's sweep into `period`, under the store's sweep lease (a
+    /// store one process opens always grants it).
+    pub async fn supervised_rollover(&self, period: PeriodKey) -> Result<Swept, EngineError> {
+        let ledger = self.backend().ledger.clone();
+        let token = match ledger.sweep_lease(period, None, SWEEP_LEASE_MS).await? {
+            SweepLease::Done => return Ok(Swept::Elsewhere),
+            SweepLease::Busy => return Ok(Swept::Busy),
+            SweepLease::Held(token) => token,
+        };
+        let renew = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(SWEEP_LEASE_MS / 3)).await;
+                match ledger
+                    .sweep_lease(period, Some(token.clone()), SWEEP_LEASE_MS)
+                    .await
+                {
+                    Ok(SweepLease::Held(_)) => {}
+                    // Going on is safe (the sweep is idempotent); another node may now
+                    // sweep beside this one.
+                    lost => {
+                        tracing::warn!(%period, answer = ?lost, "the sweep lease could not be renewed");
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        };
+        let updated = tokio::select! {
+            result = self.rollover(period, false, "supervisor") => result?,
+            () = renew => unreachable!("the renewal loop never ends"),
+        };
+        if let Err(e) = ledger.sweep_done(period, token).await {
+            // The lease runs out instead; the next node's sweep then finds nothing to move.
+            tracing::warn!(%period, error = %crate::errors::chain(&e), "marking the sweep done failed");
+        }
+        Ok(Swept::Here(updated))
     }
 }

@@ -135,6 +135,23 @@ pub trait LedgerStore: Send + Sync + 'static {
     ) -> BoxFuture<'static, Vec<StoreResult<()>>> {
         self.commit_many(writes)
     }
+    /// Takes the lease on the supervisor's sweep into `period` for `lease_ms` — or, with
+    /// the token of the lease held, extends it — so that of several nodes sharing the
+    /// store one sweeps (a node that dies mid-sweep leaves it to the next once the lease
+    /// runs out; the sweep is idempotent). A store one process opens always grants it.
+    fn sweep_lease(
+        &self,
+        _period: PeriodKey,
+        _token: Option<String>,
+        _lease_ms: u64,
+    ) -> StoreFuture<SweepLease> {
+        Box::pin(std::future::ready(Ok(SweepLease::Held(String::new()))))
+    }
+    /// Marks the sweep into `period` done, if `token` still holds its lease: the other
+    /// nodes skip it.
+    fn sweep_done(&self, _period: PeriodKey, _token: String) -> StoreFuture<()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
     /// Up to `limit` orgs' stored states after `after`, in a stable order (sweeps).
     fn states_page(
         &self,

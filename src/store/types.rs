@@ -86,6 +86,18 @@ pub enum LedgerWrite {
     Fence(String),
 }
 
+/// The answer to a request for the period sweep's lease (several nodes share a store:
+/// one of them sweeps each period).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SweepLease {
+    /// The caller holds it (with this token) and sweeps.
+    Held(String),
+    /// Another node holds it and sweeps now.
+    Busy,
+    /// The sweep into that period is done.
+    Done,
+}
+
 /// What a purge of old idempotency entries did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Purged {

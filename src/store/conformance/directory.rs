@@ -178,7 +178,10 @@ pub(super) async fn jobs(b: &Backend, name: &str) {
     retry.attempts += 1;
     assert!(q.replace(held, retry).await.expect("replace"), "{name}");
     let early = q.claim_due(19_999, 100, lease_ms).await.expect("claim");
-    assert!(early.iter().all(|j| j.id != a), "{name}: not before it is due");
+    assert!(
+        early.iter().all(|j| j.id != a),
+        "{name}: not before it is due"
+    );
     let due = q.claim_due(20_000, 100, lease_ms).await.expect("claim");
     assert_eq!(
         due.iter().filter(|j| j.id == a).count(),

@@ -246,3 +246,58 @@ pub(super) async fn commit_many_answers_per_org(b: &Backend, name: &str) {
         "{name}: nothing to commit, nothing answered"
     );
 }
+
+/// The period sweep's lease: a store several nodes share grants it to one holder at a
+/// time, lets it run out, and remembers a finished sweep; a store one process opens
+/// always grants it.
+pub(super) async fn sweep_lease(b: &Backend, name: &str) {
+    use crate::store::SweepLease;
+    // A period no other check (or earlier run on a shared store) uses.
+    let year = 2100 + ulid::Ulid::new().random() % 900;
+    let p = period(&format!("{year}-01"));
+    let lease = |token, ms| b.ledger.sweep_lease(p, token, ms);
+    let Ok(SweepLease::Held(first)) = lease(None, 200).await else {
+        panic!("{name}: the first asker holds the sweep lease");
+    };
+    if !b.health.shared() {
+        assert!(
+            matches!(lease(None, 200).await, Ok(SweepLease::Held(_))),
+            "{name}: one process: always granted"
+        );
+        return;
+    }
+    assert_eq!(
+        lease(None, 200).await.ok(),
+        Some(SweepLease::Busy),
+        "{name}"
+    );
+    assert!(
+        matches!(
+            lease(Some(first.clone()), 200).await,
+            Ok(SweepLease::Held(_))
+        ),
+        "{name}: the holder extends it"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let Ok(SweepLease::Held(second)) = lease(None, 5_000).await else {
+        panic!("{name}: a lease that ran out goes to the next asker");
+    };
+    b.ledger
+        .sweep_done(p, first)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: done: {e}"));
+    assert_eq!(
+        lease(None, 200).await.ok(),
+        Some(SweepLease::Busy),
+        "{name}: a holder that lost the lease cannot mark the sweep done"
+    );
+    b.ledger
+        .sweep_done(p, second)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: done: {e}"));
+    assert_eq!(
+        lease(None, 200).await.ok(),
+        Some(SweepLease::Done),
+        "{name}"
+    );
+}

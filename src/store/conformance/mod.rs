@@ -60,6 +60,7 @@ pub async fn run(b: &Backend) {
     ledger::concurrent_records(b, name).await;
     ledger::commits_and_sweeps(b, name).await;
     ledger::commit_many_answers_per_org(b, name).await;
+    ledger::sweep_lease(b, name).await;
     directory::keys(b, name).await;
     directory::jobs(b, name).await;
     directory::debug_log(b, name).await;

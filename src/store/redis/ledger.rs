@@ -10,7 +10,7 @@ use crate::domain::{Metric, OrgId, PeriodKey};
 use crate::store::codec::{decode, encode};
 use crate::store::{
     LedgerStore, LedgerWrite, OrgState, Purged, Recorded, StoreError, StoreFuture, StoreResult,
-    StoredLedger, UsageRecord,
+    StoredLedger, SweepLease, UsageRecord,
 };
 use futures_util::FutureExt;
 use redis::Value;
@@ -352,6 +352,21 @@ impl LedgerStore for RedisLedger {
 
     fn purge_requests(&self, cutoff_ms: i64) -> StoreFuture<Purged> {
         self.clone().purge_now(cutoff_ms).boxed()
+    }
+
+    fn sweep_lease(
+        &self,
+        period: PeriodKey,
+        token: Option<String>,
+        lease_ms: u64,
+    ) -> StoreFuture<SweepLease> {
+        let redis = self.redis.clone();
+        async move { super::sweep_lease::lease(&redis, period, token, lease_ms).await }.boxed()
+    }
+
+    fn sweep_done(&self, period: PeriodKey, token: String) -> StoreFuture<()> {
+        let redis = self.redis.clone();
+        async move { super::sweep_lease::done(&redis, period, token).await }.boxed()
     }
 
     fn requests_ready(&self) -> bool {

@@ -15,6 +15,7 @@ mod directory;
 mod jobs;
 mod ledger;
 mod log;
+mod sweep_lease;
 
 use super::faults::Faults;
 use super::{Backend, StoreError, StoreResult};

@@ -8,5 +8,6 @@ mod failover;
 mod nodes;
 mod outage;
 mod queue;
+mod rollover;
 pub mod servers;
 mod webhooks;

@@ -30,7 +30,11 @@ async fn a_dead_nodes_claimed_job_goes_to_another_node_after_the_lease() {
     let lease_ms = 400;
     let now_ms = 1_000;
 
-    let taken = a.webhooks.claim_due(now_ms, 10, lease_ms).await.expect("claim");
+    let taken = a
+        .webhooks
+        .claim_due(now_ms, 10, lease_ms)
+        .await
+        .expect("claim");
     assert_eq!(taken.len(), 1, "node A claims the job");
     assert!(
         b.webhooks
@@ -45,7 +49,11 @@ async fn a_dead_nodes_claimed_job_goes_to_another_node_after_the_lease() {
     // the lease, by Redis's clock.
     drop(a);
     tokio::time::sleep(Duration::from_millis(lease_ms as u64 + 150)).await;
-    let rescued = b.webhooks.claim_due(now_ms, 10, lease_ms).await.expect("claim");
+    let rescued = b
+        .webhooks
+        .claim_due(now_ms, 10, lease_ms)
+        .await
+        .expect("claim");
     assert_eq!(
         rescued.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
         vec!["evt_abandoned"],
