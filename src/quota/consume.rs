@@ -329,16 +329,13 @@ impl QuotaEngine {
     }
 
     fn observe_consume(&self, metric: &Metric, outcome: &ConsumeOutcome, started: Instant) {
-        let m = &self.context().metrics;
-        m.decision_duration.observe(started.elapsed().as_secs_f64());
-        let result = if outcome.decision.allow {
-            "allow"
-        } else {
-            "deny"
-        };
-        m.quota_consumes
-            .with_label_values(&[metric.as_str(), result])
-            .inc();
+        let ctx = self.context();
+        ctx.metrics
+            .decision_duration
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(index) = ctx.catalogue.metric_index(metric) {
+            ctx.decisions.consume(index, outcome.decision.allow);
+        }
     }
 
     pub(super) fn metric_index(&self, metric: &Metric) -> Result<usize, EngineError> {

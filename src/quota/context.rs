@@ -7,6 +7,7 @@ use crate::clock::SharedClock;
 use crate::domain::{Catalogue, OrgId, PeriodKey};
 use crate::metrics::Metrics;
 use crate::store::Backend;
+use prometheus::IntCounter;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,46 @@ pub struct EngineContext {
     pub consumed: ConsumeQueue,
     /// Whether decisions are being made without the store (see `Degraded`).
     pub degraded: Degraded,
+    /// The decision counters of every catalogue metric, looked up once.
+    pub decisions: DecisionCounters,
+}
+
+/// `quota_checks_total` and `quota_consumes_total` per catalogue metric index, allow and
+/// deny: resolved at start, so a decision bumps a counter instead of hashing its labels
+/// and cloning the series on every call.
+pub struct DecisionCounters {
+    checks: Vec<[IntCounter; 2]>,
+    consumes: Vec<[IntCounter; 2]>,
+}
+
+impl DecisionCounters {
+    pub fn new(metrics: &Metrics, catalogue: &Catalogue) -> Self {
+        let per = |vec: &prometheus::IntCounterVec| {
+            catalogue
+                .metrics()
+                .iter()
+                .map(|m| {
+                    ["allow", "deny"].map(|result| vec.with_label_values(&[m.as_str(), result]))
+                })
+                .collect()
+        };
+        Self {
+            checks: per(&metrics.quota_checks),
+            consumes: per(&metrics.quota_consumes),
+        }
+    }
+
+    pub fn check(&self, index: usize, allowed: bool) {
+        if let Some(pair) = self.checks.get(index) {
+            pair[usize::from(!allowed)].inc();
+        }
+    }
+
+    pub fn consume(&self, index: usize, allowed: bool) {
+        if let Some(pair) = self.consumes.get(index) {
+            pair[usize::from(!allowed)].inc();
+        }
+    }
 }
 
 /// Decisions are being made from this node's memory alone: consumed units wait for the

@@ -56,11 +56,13 @@ impl QuotaEngine {
         metrics: Metrics,
         config: EngineConfig,
     ) -> Self {
+        let decisions = super::context::DecisionCounters::new(&metrics, &catalogue);
         let ctx = Arc::new(EngineContext {
             backend,
             catalogue,
             clock,
             metrics,
+            decisions,
             idle_ttl: config.idle_ttl,
             recent_capacity: config.recent_capacity,
             consumed: Default::default(),
@@ -126,16 +128,11 @@ impl QuotaEngine {
             self.registry.send(org, CatchUp).await?;
             outcome = decide(&self.registry.get(org).await?.view);
         }
-        let m = &self.registry.ctx.metrics;
-        m.decision_duration.observe(started.elapsed().as_secs_f64());
-        let result = if outcome.decision.allow {
-            "allow"
-        } else {
-            "deny"
-        };
-        m.quota_checks
-            .with_label_values(&[metric.as_str(), result])
-            .inc();
+        let ctx = &self.registry.ctx;
+        ctx.metrics
+            .decision_duration
+            .observe(started.elapsed().as_secs_f64());
+        ctx.decisions.check(index, outcome.decision.allow);
         Ok(outcome)
     }
 
