@@ -313,7 +313,9 @@ thread_report() { # thread_report BEFORE AFTER REQUESTS: server CPU per request 
     python3 - "$1" "$2" "$3" "$(getconf CLK_TCK)" <<'PY' >&2
 import sys
 def read(text):
-    return {tid: (name, int(t)) for tid, name, t in (l.split() for l in text.splitlines() if l)}
+    # A thread that ended while it was read leaves a short line: skip it.
+    rows = (l.split() for l in text.splitlines())
+    return {r[0]: (r[1], int(r[2])) for r in rows if len(r) == 3 and r[2].isdigit()}
 a, b, n, hz = read(sys.argv[1]), read(sys.argv[2]), max(int(sys.argv[3]), 1), int(sys.argv[4])
 by = {}
 for tid, (name, t) in b.items():
