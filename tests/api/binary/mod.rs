@@ -168,6 +168,24 @@ pub async fn json_of(request: reqwest::RequestBuilder) -> Value {
     request.send().await.unwrap().json::<Value>().await.unwrap()
 }
 
+/// The value of the series `edgequota_<series>` (its labels written as the scrape
+/// writes them) on the node at `base`, if it exports it.
+pub async fn metric(c: &reqwest::Client, base: &str, series: &str) -> Option<f64> {
+    let scrape = c
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("edgequota_{series} ");
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+}
+
 pub async fn create_org(c: &reqwest::Client, base: &str) -> String {
     let res = post(
         c,

@@ -6,7 +6,7 @@
 //! nodes saw (their `store_sync_interval_max_seconds`).
 
 use super::servers::Redis;
-use crate::binary::{client, create_org, post, Server, MID_MONTH};
+use crate::binary::{client, create_org, metric, post, Server, MID_MONTH};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -92,18 +92,8 @@ async fn over_admission_across_three_nodes_stays_within_the_documented_bound() {
     // suite runs beside this test) stretches it, and the bound with it.
     let mut sync_ms = SYNC_MS;
     for n in &nodes {
-        let scrape = c
-            .get(format!("{}/metrics", n.base))
-            .send()
+        let longest = metric(&c, &n.base, "store_sync_interval_max_seconds")
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let longest = scrape
-            .lines()
-            .find_map(|l| l.strip_prefix("edgequota_store_sync_interval_max_seconds "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
             .expect("the sync interval gauge");
         sync_ms = sync_ms.max((longest * 1000.0).ceil() as u64);
     }

@@ -3,34 +3,20 @@
 //! exactly one node and the other counts it as made elsewhere — and the orgs move.
 
 use super::servers::Redis;
-use crate::binary::{client, create_org, json_of, post, record, Server};
+use crate::binary::{client, create_org, json_of, metric, post, record, Server};
 use crate::helpers::{eventually, ADMIN};
 use serde_json::Value;
 use std::time::Duration;
 
-/// `edgequota_<name>` (with its labels as written) on the node at `base`.
-async fn metric(c: &reqwest::Client, base: &str, name: &str) -> u64 {
-    let text = c
-        .get(format!("{base}/metrics"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let wanted = format!("edgequota_{name} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&wanted))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+async fn count(c: &reqwest::Client, base: &str, series: &str) -> u64 {
+    metric(c, base, series).await.map_or(0, |v| v as u64)
 }
 
 /// (sweeps made here, sweeps left to another node) on `base`.
 async fn sweeps(c: &reqwest::Client, base: &str) -> (u64, u64) {
     (
-        metric(c, base, "rollover_runs_total{trigger=\"supervisor\"}").await,
-        metric(c, base, "rollover_sweeps_elsewhere_total").await,
+        count(c, base, "rollover_runs_total{trigger=\"supervisor\"}").await,
+        count(c, base, "rollover_sweeps_elsewhere_total").await,
     )
 }
 
