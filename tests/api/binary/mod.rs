@@ -168,6 +168,13 @@ pub async fn json_of(request: reqwest::RequestBuilder) -> Value {
     request.send().await.unwrap().json::<Value>().await.unwrap()
 }
 
+/// One server per directory, all with the same `settings` (several nodes of one store).
+pub fn start_nodes(dirs: &[tempfile::TempDir], settings: &[(&str, &str)]) -> Vec<Server> {
+    dirs.iter()
+        .map(|d| Server::start(d.path(), settings))
+        .collect()
+}
+
 /// The value of the series `edgequota_<series>` (its labels written as the scrape
 /// writes them) on the node at `base`, if it exports it.
 pub async fn metric(c: &reqwest::Client, base: &str, series: &str) -> Option<f64> {

@@ -6,7 +6,7 @@
 //! nodes saw (their `store_sync_interval_max_seconds`).
 
 use super::servers::Redis;
-use crate::binary::{client, create_org, metric, post, Server, MID_MONTH};
+use crate::binary::{client, create_org, metric, post, start_nodes, MID_MONTH};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -34,10 +34,7 @@ async fn over_admission_across_three_nodes_stays_within_the_documented_bound() {
         ("EDGEQUOTA__ENGINE__CONSUME_FLUSH_MS", "10"),
     ];
     let dirs: Vec<_> = (0..NODES).map(|_| tempfile::tempdir().unwrap()).collect();
-    let nodes: Vec<Server> = dirs
-        .iter()
-        .map(|d| Server::start(d.path(), &settings))
-        .collect();
+    let nodes = start_nodes(&dirs, &settings);
     let c = client();
     let org = create_org(&c, &nodes[0].base).await;
     // Every node has the org in memory before the race starts.

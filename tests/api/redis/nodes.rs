@@ -17,9 +17,7 @@ fn start_nodes(redis: &Redis, dirs: &[tempfile::TempDir]) -> Vec<Server> {
         ("EDGEQUOTA__STORE__REDIS_URLS", seed.as_str()),
         ("EDGEQUOTA__STORE__REDIS_WAIT_REPLICAS", "1"),
     ];
-    dirs.iter()
-        .map(|d| Server::start(d.path(), &settings))
-        .collect()
+    crate::binary::start_nodes(dirs, &settings)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 //! exactly one node and the other counts it as made elsewhere — and the orgs move.
 
 use super::servers::Redis;
-use crate::binary::{client, create_org, json_of, metric, post, record, Server};
+use crate::binary::{client, create_org, json_of, metric, post, record, start_nodes};
 use crate::helpers::{eventually, ADMIN};
 use serde_json::Value;
 use std::time::Duration;
@@ -34,10 +34,7 @@ async fn of_two_nodes_one_sweeps_each_period_and_the_orgs_move() {
         ("EDGEQUOTA__STORE__REDIS_WAIT_REPLICAS", "0"),
     ];
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let nodes: Vec<Server> = dirs
-        .iter()
-        .map(|d| Server::start(d.path(), &settings))
-        .collect();
+    let nodes = start_nodes(&dirs, &settings);
     let c = client();
     let org = create_org(&c, &nodes[0].base).await;
     let res = post(
