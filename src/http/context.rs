@@ -31,7 +31,7 @@ pub struct Ids {
 pub struct OrgTag(pub OrgId);
 
 tokio::task_local! {
-    static IDS: Ids;
+    static IDS: std::sync::Arc<Ids>;
 }
 
 /// The current request's correlation id (empty outside a request).
@@ -95,11 +95,11 @@ pub async fn middleware<B: MessageBody + 'static>(
     let started = Instant::now();
     let request_id = header_id(&req, REQUEST_ID).unwrap_or_else(|| ulid::Ulid::new().to_string());
     let correlation_id = header_id(&req, CORRELATION_ID).unwrap_or_else(|| request_id.clone());
-    let ids = Ids {
+    // Shared, not copied, into the task-local scope (read by error answers and logs).
+    let ids = std::sync::Arc::new(Ids {
         request_id,
         correlation_id,
-    };
-    req.extensions_mut().insert(ids.clone());
+    });
     let observe = req.app_data::<web::Data<Observe>>().cloned();
     let stopping = observe
         .as_ref()
@@ -151,8 +151,8 @@ pub async fn middleware<B: MessageBody + 'static>(
                 route,
                 status,
                 latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-                correlation_id: ids.correlation_id,
-                request_id: ids.request_id,
+                correlation_id: ids.correlation_id.clone(),
+                request_id: ids.request_id.clone(),
                 org_id,
             });
         }

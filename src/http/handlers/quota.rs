@@ -11,7 +11,7 @@ use crate::http::fields::{self, Fields};
 use crate::http::AppState;
 use crate::quota::Decision;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -58,10 +58,17 @@ fn decision_response(
     }
     let mut res = HttpResponse::Ok();
     limits.apply(&mut res);
-    Ok(res.json(serde_json::json!({
-        "allow": true,
-        "remaining": decision.remaining,
-    })))
+    Ok(res.json(Allowed {
+        allow: true,
+        remaining: decision.remaining,
+    }))
+}
+
+/// The allowed answer's body (a struct, not a `json!` map: no allocation per field).
+#[derive(Serialize)]
+struct Allowed {
+    allow: bool,
+    remaining: u64,
 }
 
 /// Check or consume: the same request, the same answer; only whether it counts differs.
