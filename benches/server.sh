@@ -22,7 +22,13 @@ build_binary() {
 }
 
 start_ceiling() {
-    if [[ -z "${SKIP_BUILD:-}" || ! -x "$CEILING_BIN" ]]; then
+    # SKIP_BUILD keeps a ceiling binary only if it is newer than its sources.
+    local stale=""
+    if [[ ! -x "$CEILING_BIN" || "$ROOT/benches/ceiling/src/main.rs" -nt "$CEILING_BIN" ||
+        "$ROOT/benches/ceiling/Cargo.toml" -nt "$CEILING_BIN" ]]; then
+        stale=1
+    fi
+    if [[ -z "${SKIP_BUILD:-}" || -n "$stale" ]]; then
         echo "==> cargo build --release (benches/ceiling)"
         CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --quiet \
             --manifest-path "$ROOT/benches/ceiling/Cargo.toml"
