@@ -312,4 +312,28 @@ mod tests {
         assert_eq!(counters.get(&Metric::api_call()), Some(&7));
         b.health.close();
     }
+
+    /// A disk whose syncs keep failing is retried once a second, not in a loop.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_deferred_sync_is_retried_at_its_pace() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let b = open(dir.path(), options(), Metrics::new()).expect("open");
+        let org = OrgId::parse("org_failing").expect("org");
+        let write = crate::store::LedgerWrite::Usage {
+            period: PeriodKey::parse("2026-03").expect("period"),
+            metric: Metric::api_call(),
+            delta: 1,
+        };
+        b.faults.fail_next_flushes(1_000);
+        let answers = b.ledger.commit_consumed(vec![(org, vec![write])]).await;
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+        let tried = 1_000 - b.faults.flush_failures_left();
+        assert!(
+            (1..=4).contains(&tried),
+            "{tried} syncs tried in 2.5 s: one a second expected"
+        );
+        b.faults.fail_next_flushes(0);
+        b.health.close();
+    }
 }

@@ -125,6 +125,14 @@ impl Wal {
         self.unsynced_since.map(|at| at.elapsed())
     }
 
+    /// After a failed sync: the unsynced frames wait a full interval again, so a failing
+    /// disk is retried at that pace rather than in a loop.
+    pub fn retry_sync_later(&mut self) {
+        if self.unsynced_since.is_some() {
+            self.unsynced_since = Some(Instant::now());
+        }
+    }
+
     /// Empties the log: call only once everything it holds is durable elsewhere.
     pub fn reset(&mut self) -> io::Result<()> {
         if self.len == 0 {
@@ -234,5 +242,23 @@ mod tests {
         drop(wal);
         let (_, found) = Wal::open(dir.path(), true).unwrap();
         assert!(found.is_empty());
+    }
+
+    #[test]
+    fn an_unsynced_frame_is_tracked_until_a_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), true).unwrap();
+        assert!(wal.unsynced_for().is_none());
+        wal.append(&ops(&[(b"k", b"v")])).unwrap();
+        assert!(wal.unsynced_for().is_some(), "appended, not synced");
+        wal.retry_sync_later();
+        assert!(
+            wal.unsynced_for().is_some(),
+            "still waiting after a failed sync"
+        );
+        wal.sync().unwrap();
+        assert!(wal.unsynced_for().is_none());
+        wal.retry_sync_later();
+        assert!(wal.unsynced_for().is_none(), "nothing to retry once synced");
     }
 }

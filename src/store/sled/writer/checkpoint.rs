@@ -31,13 +31,15 @@ pub(super) fn idle_wake(inner: &Inner) -> Duration {
 }
 
 /// Syncs the log if a write-behind frame has waited `SOON` for it. A failed sync marks
-/// the store behind: only a checkpoint proves durability after that.
+/// the store behind (only a checkpoint proves durability after that) and is tried again
+/// a `SOON` later.
 pub(super) fn sync_if_due(inner: &Inner, m: &Metrics) {
     let mut wal = lock(&inner.wal);
     if wal.unsynced_for().is_none_or(|waited| waited < SOON) {
         return;
     }
     if let Err(e) = inner.faults.flush_fault().and_then(|()| wal.sync()) {
+        wal.retry_sync_later();
         drop(wal);
         inner.durability.mark_behind();
         m.commit_errors.inc();
