@@ -123,7 +123,12 @@ async fn a_master_failover_under_record_load_loses_no_acknowledged_record() {
             .filter(|v| **v == ok)
             .count()
     };
-    actix_rt::time::sleep(Duration::from_millis(1000)).await;
+    // Load flowing before the kill: waited for, not timed (the rest of the suite shares
+    // the two cores with six Redis servers, and a fixed second was sometimes not enough).
+    let flowing = Instant::now() + Duration::from_secs(15);
+    while count(true) <= 10 && Instant::now() < flowing {
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
     let acked_before = count(true);
     assert!(
         acked_before > 10,
