@@ -170,7 +170,11 @@ async fn kill_9_of_one_node_under_record_load_loses_no_acknowledged_record() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Load flowing before the kill: waited for, not timed (the suite shares two cores).
+    let flowing = Instant::now() + Duration::from_secs(15);
+    while sent.lock().unwrap().values().filter(|a| **a).count() <= 20 && Instant::now() < flowing {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     nodes[0].kill9();
     for t in tasks {
         t.await.unwrap();
