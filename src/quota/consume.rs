@@ -190,8 +190,9 @@ impl QuotaEngine {
         now: DateTime<Utc>,
     ) -> Result<ConsumeOutcome, EngineError> {
         let started = Instant::now();
-        let outcome = self.consume_one(org, metric, cost, now).await?;
-        self.observe_consume(metric, &outcome, started);
+        let index = self.metric_index(metric)?;
+        let outcome = self.consume_one(org, index, metric, cost, now).await?;
+        self.observe_consume(index, &outcome, started);
         Ok(outcome)
     }
 
@@ -205,9 +206,13 @@ impl QuotaEngine {
     ) -> Result<Vec<ConsumeOutcome>, EngineError> {
         let started = Instant::now();
         let mut done: Vec<ConsumeOutcome> = Vec::with_capacity(parts.len());
+        let indices = parts
+            .iter()
+            .map(|p| self.metric_index(p.metric))
+            .collect::<Result<Vec<_>, _>>()?;
         for (i, part) in parts.iter().enumerate() {
             let outcome = match self
-                .consume_one(part.org, part.metric, part.cost, now)
+                .consume_one(part.org, indices[i], part.metric, part.cost, now)
                 .await
             {
                 Ok(o) => o,
@@ -236,20 +241,21 @@ impl QuotaEngine {
                 break;
             }
         }
-        for (part, outcome) in parts.iter().zip(&done) {
-            self.observe_consume(part.metric, outcome, started);
+        for (&index, outcome) in indices.iter().zip(&done) {
+            self.observe_consume(index, outcome, started);
         }
         Ok(done)
     }
 
+    /// `index` is `metric`'s catalogue index.
     async fn consume_one(
         &self,
         org: &OrgId,
+        index: usize,
         metric: &Metric,
         cost: u64,
         now: DateTime<Utc>,
     ) -> Result<ConsumeOutcome, EngineError> {
-        let index = self.metric_index(metric)?;
         let current = PeriodKey::containing(now);
         let now_ms = now.timestamp_millis();
         // A view in an older period, or with a plan change due, catches up first: no
@@ -328,14 +334,12 @@ impl QuotaEngine {
         persist_in_background(self.context().clone(), org, vec![write]);
     }
 
-    fn observe_consume(&self, metric: &Metric, outcome: &ConsumeOutcome, started: Instant) {
+    fn observe_consume(&self, index: usize, outcome: &ConsumeOutcome, started: Instant) {
         let ctx = self.context();
         ctx.metrics
             .decision_duration
             .observe(started.elapsed().as_secs_f64());
-        if let Some(index) = ctx.catalogue.metric_index(metric) {
-            ctx.decisions.consume(index, outcome.decision.allow);
-        }
+        ctx.decisions.consume(index, outcome.decision.allow);
     }
 
     pub(super) fn metric_index(&self, metric: &Metric) -> Result<usize, EngineError> {

@@ -5,6 +5,7 @@
 //! which is what lets every node follow revocations without missing one.
 
 use super::conn::Redis;
+use super::lease::{self, Lease};
 use super::ledger::{ORGS_INDEX, STATE_V};
 use super::org_key;
 use crate::domain::{KeyId, OrgId};
@@ -23,24 +24,6 @@ const KEYS_ALL: &str = "eq:keys:all";
 const KEY_CHANGES: &str = "eq:keys:changes";
 /// Key changes kept for nodes that fall behind (each node reads them every second).
 const KEY_CHANGES_KEPT: u64 = 100_000;
-
-/// Takes (ARGV[3] = 0) or extends (1) the lease in KEYS[1] for ARGV[1], ARGV[2] ms.
-const LEASE: &str = r#"
-local holder = redis.call('GET', KEYS[1])
-if ARGV[3] == '1' then
-  if holder ~= ARGV[1] then return 0 end
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if holder then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"#;
-
-const RELEASE: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"#;
 
 #[derive(Clone)]
 pub struct RedisOrgs(pub Redis);
@@ -138,27 +121,17 @@ impl OrgDirectory for RedisOrgs {
     ) -> StoreFuture<Option<String>> {
         let (redis, key) = (self.0.clone(), org_key(org, "billing-lease"));
         async move {
-            let (mine, renew) = match token {
-                Some(t) => (t, "1"),
-                None => (ulid::Ulid::new().to_string(), "0"),
-            };
-            let mut eval = Redis::eval(LEASE, &[&key]);
-            eval.arg(&mine).arg(lease_ms).arg(renew);
-            let held: i64 = redis.query(eval).await?;
-            Ok((held == 1).then_some(mine))
+            Ok(match lease::take(&redis, &key, token, lease_ms).await? {
+                Lease::Held(token) => Some(token),
+                Lease::Busy | Lease::Done => None,
+            })
         }
         .boxed()
     }
 
     fn release(&self, org: &OrgId, token: String) -> StoreFuture<()> {
         let (redis, key) = (self.0.clone(), org_key(org, "billing-lease"));
-        async move {
-            let mut eval = Redis::eval(RELEASE, &[&key]);
-            eval.arg(token);
-            let _: i64 = redis.query(eval).await?;
-            Ok(())
-        }
-        .boxed()
+        async move { lease::release(&redis, &key, token).await }.boxed()
     }
 
     fn org_of_customer(&self, customer: &str) -> StoreFuture<Option<OrgId>> {

@@ -36,19 +36,6 @@ if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1]) end
 return false
 "#;
 
-/// Takes job `id` out of the stream, if it is in it. KEYS[7]: entries hash, KEYS[8]:
-/// stream; ARGV[7]: group.
-const LEAVE_STREAM: &str = r#"
-local function leave_stream(id)
-  local entry = redis.call('HGET', KEYS[7], id)
-  if entry then
-    redis.call('XACK', KEYS[8], ARGV[7], entry)
-    redis.call('XDEL', KEYS[8], entry)
-    redis.call('HDEL', KEYS[7], id)
-  end
-end
-"#;
-
 /// KEYS: jobs hash, old state set, new state set, due set, old finished set, new finished
 /// set, entries hash, stream. ARGV: id, expected blob, new blob, seq, due, done_ms, group.
 const REPLACE: &str = r#"
@@ -56,7 +43,13 @@ if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-leave_stream(ARGV[1])
+-- The job leaves the stream, if it is in it.
+local entry = redis.call('HGET', KEYS[7], ARGV[1])
+if entry then
+  redis.call('XACK', KEYS[8], ARGV[7], entry)
+  redis.call('XDEL', KEYS[8], entry)
+  redis.call('HDEL', KEYS[7], ARGV[1])
+end
 redis.call('ZREM', KEYS[4], ARGV[1])
 if ARGV[5] ~= '' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1]) end
 redis.call('ZREM', KEYS[5], ARGV[1])
@@ -272,7 +265,7 @@ where
                 this.key("stream"),
             ];
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-            let mut eval = Redis::eval(&format!("{LEAVE_STREAM}{REPLACE}"), &refs);
+            let mut eval = Redis::eval(REPLACE, &refs);
             eval.arg(&expected.id)
                 .arg(encode(JOB_V, &expected))
                 .arg(encode(JOB_V, &new))

@@ -5,6 +5,7 @@
 //! acknowledged after `WAIT` has seen it reach `store.redis_wait_replicas` replicas.
 
 use super::conn::Redis;
+use super::lease::{self, Lease};
 use super::org_key;
 use crate::domain::{Metric, OrgId, PeriodKey};
 use crate::store::codec::{decode, encode};
@@ -18,6 +19,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 pub const STATE_V: u8 = 1;
+/// How long a finished sweep is remembered: longer than any period, so a node started
+/// late in the period still finds it.
+const SWEEP_DONE_KEPT_MS: u64 = 40 * 24 * 3_600_000;
+
+/// The period sweep's lease (then `done`), shared by every node.
+fn sweep_key(period: PeriodKey) -> String {
+    format!("eq:sweep:{period}")
+}
 pub const BILLING_V: u8 = 1;
 /// Every org with a stored state, for sweeps (a sorted set read in lexical order).
 pub const ORGS_INDEX: &str = "eq:orgs";
@@ -361,12 +370,22 @@ impl LedgerStore for RedisLedger {
         lease_ms: u64,
     ) -> StoreFuture<SweepLease> {
         let redis = self.redis.clone();
-        async move { super::sweep_lease::lease(&redis, period, token, lease_ms).await }.boxed()
+        async move {
+            Ok(
+                match lease::take(&redis, &sweep_key(period), token, lease_ms).await? {
+                    Lease::Held(token) => SweepLease::Held(token),
+                    Lease::Busy => SweepLease::Busy,
+                    Lease::Done => SweepLease::Done,
+                },
+            )
+        }
+        .boxed()
     }
 
     fn sweep_done(&self, period: PeriodKey, token: String) -> StoreFuture<()> {
         let redis = self.redis.clone();
-        async move { super::sweep_lease::done(&redis, period, token).await }.boxed()
+        async move { lease::finish(&redis, &sweep_key(period), token, SWEEP_DONE_KEPT_MS).await }
+            .boxed()
     }
 
     fn requests_ready(&self) -> bool {

@@ -13,9 +13,9 @@
 mod conn;
 mod directory;
 mod jobs;
+mod lease;
 mod ledger;
 mod log;
-mod sweep_lease;
 
 use super::faults::Faults;
 use super::{Backend, StoreError, StoreResult};
