@@ -13,12 +13,17 @@ impl BillingService {
         field: &'static str,
         code: &str,
     ) -> Result<Arc<Plan>, BillingError> {
-        let catalogue = self.engine.catalogue();
-        catalogue
+        self.engine
+            .catalogue()
             .get(&PlanCode::new(code))
-            .or_else(|| catalogue.by_lookup_key(code))
             .cloned()
+            .or_else(|| self.plan_for_lookup_key(code))
             .ok_or_else(|| BillingError::invalid(field, format!("is not a known plan ({code:?})")))
+    }
+
+    /// The plan a Stripe price's lookup key stands for, if the catalogue has it.
+    pub(super) fn plan_for_lookup_key(&self, lookup_key: &str) -> Option<Arc<Plan>> {
+        self.engine.catalogue().by_lookup_key(lookup_key).cloned()
     }
 
     pub(super) fn paid_plan(

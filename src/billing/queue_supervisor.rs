@@ -1,8 +1,9 @@
 //! The supervisor that drains a durable queue — the Stripe webhook events and the Stigg
 //! provisioning outbox each run one. It is an actix `Supervised` actor: woken when work
-//! is queued, polling as a fallback (backoffs coming due, work left by a crash), and
-//! draining until nothing is due. The queue itself is in the store, so a restart (of the
-//! actor or the process) resumes where it left off; nothing lives only in memory.
+//! is queued (through the queue's `Waker`, shared with it at construction), polling as a
+//! fallback (backoffs coming due, work left by a crash), and draining until nothing is
+//! due. The queue itself is in the store, so a restart (of the actor or the process)
+//! resumes where it left off; nothing lives only in memory.
 
 use crate::shutdown::InFlight;
 use actix::prelude::*;
@@ -10,6 +11,7 @@ use futures_util::future::BoxFuture;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// Most drain passes per wake-up, so a queue that keeps reporting work (a bug, or a
 /// store that keeps failing) cannot pin the supervisor's thread.
@@ -26,6 +28,8 @@ pub trait Drain: Send + Sync + 'static {
 pub struct QueueSupervisor<D: Drain> {
     queue: Arc<D>,
     poll: Duration,
+    /// Rung by the queue when it has queued work.
+    wake: Arc<Notify>,
     /// The drain under way (at most one).
     busy: InFlight,
     /// A wake-up arrived while busy: drain again when done.
@@ -34,27 +38,49 @@ pub struct QueueSupervisor<D: Drain> {
     stopped: Arc<AtomicBool>,
     /// The poll timer, cancelled at the stop.
     poll_timer: Option<SpawnHandle>,
+    /// The wait for the next wake-up, cancelled at the stop.
+    listener: Option<SpawnHandle>,
 }
 
 impl<D: Drain> QueueSupervisor<D> {
-    pub fn new(queue: Arc<D>, poll: Duration) -> Self {
+    pub fn new(queue: Arc<D>, poll: Duration, wake: Arc<Notify>) -> Self {
         Self {
             queue,
             poll,
+            wake,
             busy: InFlight::default(),
             again: false,
             stopped: Arc::new(AtomicBool::new(false)),
             poll_timer: None,
+            listener: None,
         }
     }
 
     /// Goes quiet for good. Not `ctx.stop()`: a `Supervisor` restarts a stopped actor for
-    /// as long as anyone holds its address, which would spin. With its timer gone and its
-    /// handlers inert, the actor ends by itself once the last address is dropped.
+    /// as long as anyone holds its address, which would spin. With its timer and wake-up
+    /// listener gone and its handlers inert, the actor ends by itself once the last
+    /// address is dropped.
     fn quiesce(&mut self, ctx: &mut Context<Self>) {
         if let Some(timer) = self.poll_timer.take() {
             ctx.cancel_future(timer);
         }
+        if let Some(listener) = self.listener.take() {
+            ctx.cancel_future(listener);
+        }
+    }
+
+    /// Drains at the next wake-up, then waits for the one after.
+    fn listen(&mut self, ctx: &mut Context<Self>) {
+        let wake = self.wake.clone();
+        let next = async move { wake.notified().await };
+        let handle = ctx.spawn(next.into_actor(self).map(|(), act, ctx| {
+            act.listener = None;
+            if !act.stopped.load(Ordering::SeqCst) {
+                act.drain(ctx);
+                act.listen(ctx);
+            }
+        }));
+        self.listener = Some(handle);
     }
 
     fn drain(&mut self, ctx: &mut Context<Self>) {
@@ -97,6 +123,7 @@ impl<D: Drain> Actor for QueueSupervisor<D> {
         }
         self.drain(ctx);
         self.poll_timer = Some(ctx.run_interval(self.poll, |act, ctx| act.drain(ctx)));
+        self.listen(ctx);
     }
 }
 
@@ -105,6 +132,7 @@ impl<D: Drain> Supervised for QueueSupervisor<D> {
         // The drain and the timer died with the old context: release whoever waits.
         self.busy.end();
         self.poll_timer = None;
+        self.listener = None;
     }
 }
 
@@ -139,30 +167,23 @@ impl<D: Drain> Handler<Stop> for QueueSupervisor<D> {
     }
 }
 
-/// What a queue calls when it has queued work: wakes its supervisor once one is started.
+/// What a queue rings when it has queued work. A ring before its supervisor listens
+/// (or while it drains) is kept, so it is never lost. It holds no address of the
+/// supervisor: one held by the queue would keep restarting the supervisor after its
+/// `Stop`.
 #[derive(Default)]
-pub struct Waker(std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>);
+pub struct Waker(Arc<Notify>);
 
 impl Waker {
     pub fn wake(&self) {
-        if let Some(wake) = self.0.get() {
-            wake();
-        }
+        self.0.notify_one();
     }
 }
 
-/// Starts a supervised drainer for `queue` and connects `waker` to it. The waker holds
-/// only a weak address: a strong one held by the queue would keep restarting the
-/// supervisor after its `Stop`.
+/// Starts a supervised drainer for `queue`, woken by `waker`.
 pub fn start<D: Drain>(queue: Arc<D>, waker: &Waker, poll: Duration) -> Addr<QueueSupervisor<D>> {
-    let addr = Supervisor::start(move |_| QueueSupervisor::new(queue, poll));
-    let weak = addr.downgrade();
-    let _ = waker.0.set(Box::new(move || {
-        if let Some(addr) = weak.upgrade() {
-            addr.do_send(Wake);
-        }
-    }));
-    addr
+    let wake = waker.0.clone();
+    Supervisor::start(move |_| QueueSupervisor::new(queue, poll, wake))
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ impl BillingService {
         let plan = snap
             .lookup_key
             .as_deref()
-            .and_then(|k| self.engine.catalogue().by_lookup_key(k))
+            .and_then(|k| self.plan_for_lookup_key(k))
             .map_or_else(|| fallback.clone(), |p| p.code.clone());
         SubscriptionRecord {
             id: snap.id,

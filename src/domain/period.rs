@@ -84,7 +84,7 @@ impl PeriodKey {
         ms.div_ceil(1000)
     }
 
-    /// Compact big-endian form for sled keys (sorts like the period).
+    /// Compact big-endian form for store keys (sorts like the period).
     pub fn to_be_bytes(self) -> [u8; 4] {
         self.0.to_be_bytes()
     }

@@ -4,8 +4,8 @@
 //!
 //! Envoy treats any gRPC error as the rate limit service failing (its
 //! `failure_mode_deny` decides), and any answer but OVER_LIMIT as OK, so a request this
-//! service cannot judge is an error (INVALID_ARGUMENT, UNAUTHENTICATED, UNAVAILABLE),
-//! never a silent OK.
+//! service cannot judge is an error (INVALID_ARGUMENT, UNAUTHENTICATED, UNAVAILABLE when
+//! shutting down or the store is unreachable, INTERNAL for a bug), never a silent OK.
 
 use crate::auth::{Authenticator, Credential};
 use crate::config::{GrpcSettings, UnknownOrg};
@@ -143,9 +143,15 @@ impl Rls {
             Ok(o) => o,
             Err(EngineError::OrgNotFound) => return Ok(self.unknown_org(&wanted)),
             Err(EngineError::ShuttingDown) => return Err(Status::unavailable("shutting down")),
+            // Unreachable is worth a retry (Envoy's failure mode decides meanwhile); any
+            // other failure is a bug, reported as one.
+            Err(e) if e.is_unreachable() => {
+                tracing::warn!(error.cause_chain = %crate::errors::chain(&e), "rate limit decision failed: store unreachable");
+                return Err(Status::unavailable("the store is unreachable"));
+            }
             Err(e) => {
                 tracing::error!(error.cause_chain = %crate::errors::chain(&e), "rate limit decision failed");
-                return Err(Status::unavailable("the quota engine could not decide"));
+                return Err(Status::internal("the quota engine could not decide"));
             }
         };
         let allowed = outcomes.iter().all(|o| o.decision.allow);

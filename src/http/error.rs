@@ -201,9 +201,10 @@ impl From<EngineError> for ApiError {
             EngineError::Store(s @ StoreError::Fenced(_)) => ApiError::conflict(format!(
                 "another node took over this org's billing meanwhile; retry ({s})"
             )),
-            e @ (EngineError::Store(_) | EngineError::Retired | EngineError::Internal(_)) => {
-                ApiError::internal(&e)
-            }
+            e @ (EngineError::Store(_)
+            | EngineError::Retired
+            | EngineError::Internal(_)
+            | EngineError::Encode { .. }) => ApiError::internal(&e),
         }
     }
 }

@@ -77,6 +77,11 @@ pub fn bearer(req: &HttpRequest) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The app was built without its `AppState`: a wiring bug, never the caller's fault.
+#[derive(Debug, thiserror::Error)]
+#[error("application state missing from the request")]
+struct StateMissing;
+
 impl FromRequest for Auth {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
@@ -87,7 +92,7 @@ impl FromRequest for Auth {
                 .and_then(|t| state.auth.authenticate(t))
                 .map(Auth)
                 .ok_or_else(ApiError::unauthorized),
-            None => Err(ApiError::new(Code::Internal, "application state missing")),
+            None => Err(ApiError::internal(&StateMissing)),
         };
         ready(result)
     }

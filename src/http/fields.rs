@@ -1,8 +1,12 @@
 //! Field validation for request bodies: parse each raw field into its domain type and
-//! collect every problem, so one 400 names all of them.
+//! collect every problem, so one 400 names all of them. Also the usage record body,
+//! shared by `usage/record` and its batch form so each event is checked the same way.
 
 use super::error::{ApiError, ApiResult, Detail};
-use crate::domain::{Catalogue, Metric, OrgId, ParseError};
+use crate::domain::{Catalogue, Metric, OrgId, ParseError, RequestId};
+use crate::quota::RecordRequest;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
 
 #[derive(Default)]
 pub struct Fields(Vec<Detail>);
@@ -159,6 +163,63 @@ pub fn known_metric(catalogue: &Catalogue, raw: &str) -> Result<Metric, ParseErr
 /// The `orgId` every billing body carries, checked against the caller's credential.
 pub fn org_field(f: &mut Fields, raw: Option<&str>) -> Option<OrgId> {
     f.required("orgId", raw, OrgId::parse)
+}
+
+/// How far in the future `occurredAt` may be (clock skew between callers and us).
+const MAX_AHEAD: chrono::Duration = chrono::Duration::minutes(5);
+
+/// One usage record as sent (alone, or one event of a batch).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordBody {
+    org_id: Option<String>,
+    metric: Option<String>,
+    value: Option<u64>,
+    occurred_at: Option<String>,
+    #[serde(rename = "request_id")]
+    request_id: Option<String>,
+}
+
+fn occurred_at(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ParseError> {
+    let at = DateTime::parse_from_rfc3339(raw)
+        .map_err(|_| ParseError::new("must be an RFC 3339 timestamp"))?
+        .with_timezone(&Utc);
+    if at > now + MAX_AHEAD {
+        return Err(ParseError::new(
+            "must not be more than 5 minutes in the future",
+        ));
+    }
+    Ok(at)
+}
+
+/// The checked fields of one record (alone, or one event of a batch).
+pub fn record_request(
+    catalogue: &Catalogue,
+    body: RecordBody,
+    now: DateTime<Utc>,
+) -> ApiResult<(OrgId, RecordRequest)> {
+    let mut f = Fields::new();
+    let org = f.required("orgId", body.org_id.as_deref(), OrgId::parse);
+    let metric = f.required("metric", body.metric.as_deref(), |m| {
+        known_metric(catalogue, m)
+    });
+    let value = f.required("value", body.value, amount);
+    let at = f.required("occurredAt", body.occurred_at.as_deref(), |r| {
+        occurred_at(r, now)
+    });
+    let request = f.required("request_id", body.request_id.as_deref(), RequestId::parse);
+    let (Some(org), Some(metric), Some(value), Some(at), Some(request)) =
+        (org, metric, value, at, request)
+    else {
+        return Err(f.error());
+    };
+    let usage = RecordRequest {
+        metric,
+        value,
+        occurred_at: at,
+        request,
+    };
+    Ok((org, usage))
 }
 
 #[cfg(test)]

@@ -1,176 +1,19 @@
 //! Consume: decide and count in one step, on the caller's thread (SPEC §5). The org's
 //! view admits with a compare-and-swap; the units it counted wait in the view's pending
-//! counts, and the flusher (one task for the engine) hands them to the store every
-//! `engine.consume_flush_ms` as deltas through the group commit — write-behind, so a
-//! consume never waits for a disk. A clean shutdown flushes once more; a `kill -9`
-//! loses at most what was consumed since the last flush.
+//! counts until the flusher (`flusher.rs`) hands them to the store.
 //!
 //! All-or-nothing requests (several descriptors of one Envoy request) consume in order
 //! and give back what they took when a later part is denied.
 
-use super::context::EngineContext;
 use super::engine::QuotaEngine;
+use super::flusher::{flush_consumes, persist_in_background};
 use super::messages::{CatchUp, EngineError};
-use super::view::{ConsumeOutcome, OrgView, Refund, Taken};
+use super::view::{ConsumeOutcome, OrgView, Refund};
 use crate::domain::{Metric, OrgId, PeriodKey};
 use crate::store::LedgerWrite;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-/// Consumed units per counter of one org, not yet in the store.
-type Deltas = HashMap<(PeriodKey, Metric), i64>;
-
-/// The views with consumed units to persist (each at most once: a view queues itself
-/// when its first pending unit arrives, and leaves when the flusher takes its units),
-/// and the units whose write failed.
-#[derive(Default)]
-pub struct ConsumeQueue {
-    queued: Mutex<Vec<(OrgId, Arc<OrgView>)>>,
-    /// Units whose write failed (the store was unreachable), merged per counter and
-    /// written first by the next flush: an outage delays them, never loses them, and
-    /// what it holds is bounded by the live orgs' counters, not by the outage's length.
-    unpersisted: Mutex<HashMap<OrgId, Deltas>>,
-}
-
-fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl ConsumeQueue {
-    pub fn push(&self, org: &OrgId, view: Arc<OrgView>) {
-        locked(&self.queued).push((org.clone(), view));
-    }
-
-    fn take(&self) -> Vec<(OrgId, Arc<OrgView>)> {
-        std::mem::take(&mut *locked(&self.queued))
-    }
-
-    fn restore(&self, org: OrgId, deltas: Deltas) {
-        let mut held = locked(&self.unpersisted);
-        let mine = held.entry(org).or_default();
-        for (counter, delta) in deltas {
-            *mine.entry(counter).or_default() += delta;
-        }
-    }
-
-    /// Keeps `writes` (usage deltas whose commit failed) for the next flush.
-    pub fn keep_failed(&self, org: &OrgId, writes: Vec<LedgerWrite>) {
-        let mut deltas = Deltas::new();
-        add_usage(&mut deltas, writes);
-        self.restore(org.clone(), deltas);
-    }
-
-    /// Whether some consumed units wait for the store to come back.
-    pub fn has_unpersisted(&self) -> bool {
-        !locked(&self.unpersisted).is_empty()
-    }
-}
-
-/// Commits usage `writes` now, without waiting (on any runtime: consumes also arrive on
-/// the gRPC front's); a failed commit keeps them for the next flush, like a failed flush.
-pub fn persist_in_background(ctx: Arc<EngineContext>, org: &OrgId, writes: Vec<LedgerWrite>) {
-    let commit = ctx.backend.ledger.commit(org, writes.clone());
-    let org = org.clone();
-    tokio::spawn(async move {
-        if let Err(e) = commit.await {
-            ctx.metrics.consume_persist_failures.inc();
-            tracing::warn!(org = %org, error.cause_chain = %crate::errors::chain(&e), "consumed units not persisted yet; retried at the next flush");
-            ctx.consumed.keep_failed(&org, writes);
-        }
-    });
-}
-
-/// Merges the usage deltas of `writes` into `deltas`, per counter.
-fn add_usage(deltas: &mut Deltas, writes: Vec<LedgerWrite>) {
-    for write in writes {
-        if let LedgerWrite::Usage {
-            period,
-            metric,
-            delta,
-        } = write
-        {
-            *deltas.entry((period, metric)).or_default() += delta;
-        }
-    }
-}
-
-/// The store writes for units taken from a view.
-pub fn usage_writes(ctx: &EngineContext, taken: &Taken) -> Vec<LedgerWrite> {
-    let metrics = ctx.catalogue.metrics();
-    taken
-        .consumed
-        .iter()
-        .filter_map(|&(i, delta)| {
-            metrics.get(i).map(|metric| LedgerWrite::Usage {
-                period: taken.period,
-                metric: metric.clone(),
-                delta,
-            })
-        })
-        .collect()
-}
-
-/// Hands every queued view's pending units (and those a failed flush kept) to the
-/// store in one hand-over; returns how many orgs had any. A view is queued at most once,
-/// so its units go as they are; an org found twice (a retired actor's view beside its
-/// successor's) is simply committed twice, in order.
-pub async fn flush_consumes(ctx: &EngineContext) -> usize {
-    let kept = std::mem::take(&mut *locked(&ctx.consumed.unpersisted));
-    let queued = ctx.consumed.take();
-    let mut writes: Vec<(OrgId, Vec<LedgerWrite>)> = Vec::with_capacity(kept.len() + queued.len());
-    for (org, deltas) in kept {
-        let w: Vec<LedgerWrite> = deltas
-            .into_iter()
-            .filter(|(_, d)| *d != 0)
-            .map(|((period, metric), delta)| LedgerWrite::Usage {
-                period,
-                metric,
-                delta,
-            })
-            .collect();
-        if !w.is_empty() {
-            writes.push((org, w));
-        }
-    }
-    for (org, view) in queued {
-        let w = usage_writes(ctx, &view.take_pending());
-        if !w.is_empty() {
-            writes.push((org, w));
-        }
-    }
-    let flushed = writes.len();
-    if flushed > 0 {
-        // The writes are needed again only if their commit fails.
-        let results = ctx.backend.ledger.commit_consumed(writes.clone()).await;
-        for ((org, w), result) in writes.into_iter().zip(results) {
-            if let Err(e) = result {
-                // Kept, merged, for the next flush; counted in memory meanwhile.
-                ctx.metrics.consume_persist_failures.inc();
-                tracing::warn!(org = %org, error.cause_chain = %crate::errors::chain(&e), "consumed units not persisted yet; retried at the next flush");
-                ctx.consumed.keep_failed(&org, w);
-            }
-        }
-    }
-    ctx.degraded.set_flush(ctx.consumed.has_unpersisted());
-    flushed
-}
-
-/// Runs the flusher every `interval` until the engine stops it.
-pub fn start_flusher(
-    ctx: Arc<EngineContext>,
-    interval: Duration,
-) -> actix_rt::task::JoinHandle<()> {
-    actix_rt::spawn(async move {
-        let mut tick = tokio::time::interval(interval.max(Duration::from_millis(1)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            flush_consumes(&ctx).await;
-        }
-    })
-}
+use std::sync::Arc;
+use std::time::Instant;
 
 /// One part of an all-or-nothing consume.
 pub struct ConsumePart<'a> {
@@ -340,12 +183,6 @@ impl QuotaEngine {
             .decision_duration
             .observe(started.elapsed().as_secs_f64());
         ctx.decisions.consume(index, outcome.decision.allow);
-    }
-
-    pub(super) fn metric_index(&self, metric: &Metric) -> Result<usize, EngineError> {
-        self.catalogue().metric_index(metric).ok_or_else(|| {
-            EngineError::Internal(format!("metric {metric} is not in the catalogue"))
-        })
     }
 
     /// Hands every pending consumed unit to the store now (shutdown).

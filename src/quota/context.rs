@@ -2,7 +2,7 @@
 //! the clock, the metrics, the engine's tuning and the queue of views with consumes to
 //! persist. Nothing here knows about actors or the registry, so both can depend on it.
 
-use super::consume::ConsumeQueue;
+use super::consume_queue::ConsumeQueue;
 use crate::clock::SharedClock;
 use crate::domain::{Catalogue, OrgId, PeriodKey};
 use crate::metrics::Metrics;

@@ -1,8 +1,8 @@
 //! `QuotaEngine`: what the fronts (HTTP, gRPC) and billing call. It owns the registry of
 //! org actors and the probe actors used by diagnostics, and is where a check is decided
 //! (`check`, from the org's view, on the caller's thread) and where an org is created.
-//! Records are in `record.rs`, consumes in `consume.rs`, the org-wide sweeps in
-//! `sweep.rs`.
+//! Records are in `record.rs`, consumes in `consume.rs` (persisted by `flusher.rs`),
+//! the org-wide sweeps in `sweep.rs`.
 
 use super::actor::OrgActor;
 use super::context::EngineContext;
@@ -68,7 +68,7 @@ impl QuotaEngine {
             consumed: Default::default(),
             degraded: Default::default(),
         });
-        let flusher = super::consume::start_flusher(ctx.clone(), config.consume_flush);
+        let flusher = super::flusher::start_flusher(ctx.clone(), config.consume_flush);
         let (registry, arbiters) = Registry::new(ctx, config.arbiters);
         let probes = arbiters
             .iter()
@@ -134,6 +134,13 @@ impl QuotaEngine {
             .observe(started.elapsed().as_secs_f64());
         ctx.decisions.check(index, outcome.decision.allow);
         Ok(outcome)
+    }
+
+    /// `metric`'s catalogue index (check and consume count per index).
+    pub(super) fn metric_index(&self, metric: &Metric) -> Result<usize, EngineError> {
+        self.catalogue().metric_index(metric).ok_or_else(|| {
+            EngineError::Internal(format!("metric {metric} is not in the catalogue"))
+        })
     }
 
     pub async fn seed(&self, org: &OrgId, period: PeriodKey) -> Result<SeedReply, EngineError> {
@@ -216,7 +223,10 @@ impl QuotaEngine {
             "name": record.name,
             "ownerUserId": record.owner_user_id,
         }))
-        .map_err(|e| EngineError::Internal(format!("org body: {e}")))?;
+        .map_err(|e| EngineError::Encode {
+            what: "org body",
+            cause: Arc::new(e),
+        })?;
         let fingerprint: [u8; 32] =
             Sha256::digest(format!("{}\0{}", record.name, record.owner_user_id)).into();
         let idempotency = new.idempotency_key.map(|k| {

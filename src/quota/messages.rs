@@ -22,6 +22,13 @@ pub enum EngineError {
     /// A bug or an impossible state (never the caller's fault).
     #[error("quota engine: {0}")]
     Internal(String),
+    /// The engine's own data could not be encoded (a bug, like `Internal`).
+    #[error("quota engine: {what}: {cause}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        cause: Arc<serde_json::Error>,
+    },
     /// The actor system is stopping (shutdown).
     #[error("the quota engine is shutting down")]
     ShuttingDown,

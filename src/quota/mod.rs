@@ -5,9 +5,11 @@
 
 pub mod actor;
 pub mod consume;
+pub mod consume_queue;
 pub mod context;
 pub mod decision;
 pub mod engine;
+pub mod flusher;
 pub mod messages;
 pub mod record;
 pub mod registry;

@@ -1,7 +1,8 @@
 //! The storage interface: one trait per consistency unit, written once for every
 //! backend. `sled/` implements them on the embedded database (the default), `redis/` on
-//! a Redis Cluster shared by several nodes, `memory/` in process memory (unit tests), and the conformance suite (`conformance.rs`) runs the
-//! same checks against each. Nothing outside this module names a backend's types.
+//! a Redis Cluster shared by several nodes, `memory/` in process memory (unit tests),
+//! and the conformance suite (`conformance/`) runs the same checks against each.
+//! Nothing outside this module names a backend's types.
 //!
 //! Every method returns a `'static` future, so a backend may run the work wherever it
 //! must (sled: its commit thread or the blocking pool; a network store: a connection)
@@ -47,21 +48,11 @@ pub enum StoreError {
     Redis(#[source] Arc<::redis::RedisError>),
     /// A fenced write found the org's billing lease held by someone else (or by no one).
     #[error("store: the billing lease was lost before the write: {0}")]
-    Fenced(String),
-}
-
-impl StoreError {
-    /// Whether retrying the same operation later can succeed (the store was busy,
-    /// unreachable or its disk failing), as opposed to a bug or corrupt data.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Sled(_)
-                | StoreError::Sync(_)
-                | StoreError::Unavailable(_)
-                | StoreError::Redis(_)
-        )
-    }
+    Fenced(#[source] Arc<::redis::RedisError>),
+    /// An operation this store cannot serve by construction: a bug in the caller, never
+    /// worth a retry (500, unlike `Unavailable`).
+    #[error("store: {0}")]
+    Unsupported(String),
 }
 
 impl StoreError {

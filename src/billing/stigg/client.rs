@@ -9,6 +9,7 @@
 use crate::config::StiggSettings;
 use crate::metrics::Metrics;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The operation documents sent to Stigg (the test fake validates these very texts).
@@ -18,28 +19,59 @@ pub const PROVISION_SUBSCRIPTION: &str = "mutation ProvisionSubscription($input:
 /// GraphQL error codes Stigg uses for "already exists".
 const DUPLICATE_CODES: [&str; 2] = ["DuplicatedEntityNotAllowed", "CustomerAlreadyExists"];
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StiggFailure {
     /// Stigg unreachable, slow, failing, rate-limiting us or refusing our key: wait it
     /// out.
-    #[error("Stigg is unavailable: {0}")]
-    Outage(String),
+    #[error("Stigg is unavailable: {reason}")]
+    Outage {
+        reason: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     /// Stigg answered with an error worth retrying a few times.
-    #[error("Stigg failed: {0}")]
-    Transient(String),
-    /// Stigg refused the request itself; retrying the same request cannot succeed.
-    #[error("Stigg refused the request: {0}")]
-    Permanent(String),
+    #[error("Stigg failed: {reason}")]
+    Transient {
+        reason: String,
+        #[source]
+        cause: Option<Cause>,
+    },
+    /// Stigg refused the request itself (an answer, so no client error under it);
+    /// retrying the same request cannot succeed.
+    #[error("Stigg refused the request: {reason}")]
+    Permanent { reason: String },
+}
+
+/// The client error under a failure, kept so the log line carries its cause chain (none
+/// when the failure is an answer Stigg gave).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Cause {
+    #[error(transparent)]
+    Http(Arc<reqwest::Error>),
+    #[error(transparent)]
+    Body(Arc<serde_json::Error>),
 }
 
 impl StiggFailure {
     pub fn failure_kind(&self) -> crate::store::jobs::FailureKind {
         use crate::store::jobs::FailureKind;
         match self {
-            StiggFailure::Outage(_) => FailureKind::Outage,
-            StiggFailure::Transient(_) => FailureKind::Transient,
-            StiggFailure::Permanent(_) => FailureKind::Permanent,
+            StiggFailure::Outage { .. } => FailureKind::Outage,
+            StiggFailure::Transient { .. } => FailureKind::Transient,
+            StiggFailure::Permanent { .. } => FailureKind::Permanent,
         }
+    }
+
+    fn outage(reason: String, cause: Option<Cause>) -> Self {
+        StiggFailure::Outage { reason, cause }
+    }
+
+    fn transient(reason: String, cause: Option<Cause>) -> Self {
+        StiggFailure::Transient { reason, cause }
+    }
+
+    fn permanent(reason: String) -> Self {
+        StiggFailure::Permanent { reason }
     }
 }
 
@@ -121,33 +153,39 @@ impl StiggClient {
             .await;
         let result = async {
             let res = res.map_err(|e| {
-                StiggFailure::Outage(if e.is_timeout() {
+                let reason = if e.is_timeout() {
                     "Stigg did not answer in time".to_owned()
                 } else {
                     format!("could not reach Stigg: {e}")
-                })
+                };
+                StiggFailure::outage(reason, Some(Cause::Http(Arc::new(e))))
             })?;
             let status = res.status();
-            let body = res
-                .text()
-                .await
-                .map_err(|e| StiggFailure::Outage(format!("reading Stigg's answer failed: {e}")))?;
+            let body = res.text().await.map_err(|e| {
+                let reason = format!("reading Stigg's answer failed: {e}");
+                StiggFailure::outage(reason, Some(Cause::Http(Arc::new(e))))
+            })?;
             if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
-                return Err(StiggFailure::Outage(format!("Stigg answered {status}")));
+                return Err(StiggFailure::outage(
+                    format!("Stigg answered {status}"),
+                    None,
+                ));
             }
             if matches!(status.as_u16(), 401 | 403) {
-                return Err(StiggFailure::Outage(format!(
-                    "Stigg refused the configured API key ({status}); check stigg.api_key"
-                )));
+                return Err(StiggFailure::outage(
+                    format!("Stigg refused the configured API key ({status}); check stigg.api_key"),
+                    None,
+                ));
             }
             if !status.is_success() {
-                return Err(StiggFailure::Permanent(format!(
+                return Err(StiggFailure::permanent(format!(
                     "Stigg answered {status}: {}",
                     body.chars().take(200).collect::<String>()
                 )));
             }
             let v: Value = serde_json::from_str(&body).map_err(|e| {
-                StiggFailure::Transient(format!("unreadable answer from Stigg: {e}"))
+                let reason = format!("unreadable answer from Stigg: {e}");
+                StiggFailure::transient(reason, Some(Cause::Body(Arc::new(e))))
             })?;
             match v["errors"].as_array() {
                 Some(errors) if !errors.is_empty() => Ok(Err(errors.clone())),
@@ -158,8 +196,8 @@ impl StiggClient {
         let outcome = match &result {
             Ok(Ok(_)) => "ok",
             Ok(Err(_)) => "graphql_error",
-            Err(StiggFailure::Outage(_) | StiggFailure::Transient(_)) => "failed",
-            Err(StiggFailure::Permanent(_)) => "rejected",
+            Err(StiggFailure::Outage { .. } | StiggFailure::Transient { .. }) => "failed",
+            Err(StiggFailure::Permanent { .. }) => "rejected",
         };
         self.metrics
             .stigg_requests
@@ -182,11 +220,11 @@ impl StiggClient {
             )
         };
         if errors.iter().any(|e| error_facts(e).2) {
-            StiggFailure::Permanent(text)
+            StiggFailure::permanent(text)
         } else if errors.iter().all(internal) {
-            StiggFailure::Outage(text)
+            StiggFailure::outage(text, None)
         } else {
-            StiggFailure::Transient(text)
+            StiggFailure::transient(text, None)
         }
     }
 
@@ -266,17 +304,17 @@ mod tests {
         let bad = json!({"message": "Plan not found", "extensions": {"code": "PlanNotFound"}});
         assert!(matches!(
             StiggClient::failure(&[bad]),
-            StiggFailure::Permanent(_)
+            StiggFailure::Permanent { .. }
         ));
         let internal = json!({"message": "boom", "extensions": {"code": "INTERNAL_SERVER_ERROR"}});
         assert!(matches!(
             StiggClient::failure(&[internal]),
-            StiggFailure::Outage(_)
+            StiggFailure::Outage { .. }
         ));
         let odd = json!({"message": "odd", "extensions": {"code": "SOMETHING_ELSE"}});
         assert!(matches!(
             StiggClient::failure(&[odd]),
-            StiggFailure::Transient(_)
+            StiggFailure::Transient { .. }
         ));
     }
 }

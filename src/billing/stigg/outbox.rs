@@ -78,13 +78,13 @@ impl Provisioning {
                 let correlation_id = &next.payload.correlation_id;
                 match (next.state, kind) {
                     (JobState::Dead, FailureKind::Permanent) => {
-                        tracing::error!(org, error = %e, correlation_id = %correlation_id, "Stigg refused provisioning; not retried")
+                        tracing::error!(org, error = %chain(&e), correlation_id = %correlation_id, "Stigg refused provisioning; not retried")
                     }
                     (JobState::Dead, _) => {
-                        tracing::error!(org, attempts = next.attempts, error = %e, correlation_id = %correlation_id, "Stigg provisioning parked after its last attempt")
+                        tracing::error!(org, attempts = next.attempts, error = %chain(&e), correlation_id = %correlation_id, "Stigg provisioning parked after its last attempt")
                     }
                     _ => {
-                        tracing::warn!(org, attempts = next.attempts, error = %e, correlation_id = %correlation_id, "Stigg provisioning failed; will retry")
+                        tracing::warn!(org, attempts = next.attempts, error = %chain(&e), correlation_id = %correlation_id, "Stigg provisioning failed; will retry")
                     }
                 }
                 next

@@ -2,19 +2,14 @@
 //! idempotent on `request_id`, answered only once the record is durable. The batch
 //! form (4.7) is in `usage_batch.rs`.
 
-use crate::domain::{OrgId, ParseError, PeriodKey, RequestId};
+use crate::domain::{OrgId, PeriodKey};
 use crate::http::context::tag_org;
 use crate::http::error::ApiResult;
 use crate::http::extract::{Auth, Json};
-use crate::http::fields::{self, Fields};
+use crate::http::fields::{record_request, Fields, RecordBody};
 use crate::http::AppState;
-use crate::quota::RecordRequest;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
-
-/// How far in the future `occurredAt` may be (clock skew between callers and us).
-const MAX_AHEAD: chrono::Duration = chrono::Duration::minutes(5);
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -45,59 +40,6 @@ pub async fn seed(
     })))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RecordBody {
-    org_id: Option<String>,
-    metric: Option<String>,
-    value: Option<u64>,
-    occurred_at: Option<String>,
-    #[serde(rename = "request_id")]
-    request_id: Option<String>,
-}
-
-fn occurred_at(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ParseError> {
-    let at = DateTime::parse_from_rfc3339(raw)
-        .map_err(|_| ParseError::new("must be an RFC 3339 timestamp"))?
-        .with_timezone(&Utc);
-    if at > now + MAX_AHEAD {
-        return Err(ParseError::new(
-            "must not be more than 5 minutes in the future",
-        ));
-    }
-    Ok(at)
-}
-
-/// The checked fields of one record (alone, or one event of a batch).
-pub(super) fn record_request(
-    state: &AppState,
-    body: RecordBody,
-    now: DateTime<Utc>,
-) -> ApiResult<(OrgId, RecordRequest)> {
-    let mut f = Fields::new();
-    let org = f.required("orgId", body.org_id.as_deref(), OrgId::parse);
-    let metric = f.required("metric", body.metric.as_deref(), |m| {
-        fields::known_metric(state.engine.catalogue(), m)
-    });
-    let value = f.required("value", body.value, fields::amount);
-    let at = f.required("occurredAt", body.occurred_at.as_deref(), |r| {
-        occurred_at(r, now)
-    });
-    let request = f.required("request_id", body.request_id.as_deref(), RequestId::parse);
-    let (Some(org), Some(metric), Some(value), Some(at), Some(request)) =
-        (org, metric, value, at, request)
-    else {
-        return Err(f.error());
-    };
-    let usage = RecordRequest {
-        metric,
-        value,
-        occurred_at: at,
-        request,
-    };
-    Ok((org, usage))
-}
-
 pub async fn record(
     state: web::Data<AppState>,
     auth: Auth,
@@ -105,7 +47,7 @@ pub async fn record(
     Json(body): Json<RecordBody>,
 ) -> ApiResult<HttpResponse> {
     let now = state.now();
-    let (org, usage) = record_request(&state, body, now)?;
+    let (org, usage) = record_request(state.engine.catalogue(), body, now)?;
     auth.require_org(&org)?;
     tag_org(&req, &org);
     let reply = state.engine.record(&org, usage, now).await?;

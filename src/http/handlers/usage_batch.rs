@@ -4,10 +4,10 @@
 //! actor in input order in one message; all orgs' records are queued together, so the
 //! batch shares the store's group commits instead of paying one each.
 
-use super::usage::{record_request, RecordBody};
 use crate::domain::OrgId;
 use crate::http::error::{ApiError, ApiResult, Code};
 use crate::http::extract::{is_json, parse_json, read_body, Auth};
+use crate::http::fields::{record_request, RecordBody};
 use crate::http::AppState;
 use crate::quota::{EngineError, RecordReply, RecordRequest};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -76,7 +76,7 @@ pub async fn record_batch(
     let mut orgs_in_order: Vec<OrgId> = Vec::new();
     for (i, event) in events.iter().enumerate() {
         let checked = parse_json::<RecordBody>(event.get().as_bytes())
-            .and_then(|body| record_request(&state, body, now))
+            .and_then(|body| record_request(state.engine.catalogue(), body, now))
             .and_then(|(org, usage)| auth.require_org(&org).map(|()| (org, usage)));
         match checked {
             Err(e) => results.push(Some(Err(e))),

@@ -15,10 +15,10 @@ mod record;
 mod roll;
 
 use super::context::{ActorSlots, EngineContext};
+use super::flusher::{persist_in_background, usage_writes};
 use super::messages::*;
 use super::view::OrgView;
 use crate::domain::{BillingRecord, Metric, OrgId, PeriodKey, Plan, RequestId};
-use crate::quota::consume::{persist_in_background, usage_writes};
 use crate::store::{LedgerWrite, OrgState};
 use actix::prelude::*;
 use futures_util::future::{self as future_util, FutureExt};

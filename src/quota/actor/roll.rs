@@ -5,7 +5,7 @@
 
 use super::OrgActor;
 use crate::domain::PeriodKey;
-use crate::quota::consume::usage_writes;
+use crate::quota::flusher::usage_writes;
 use crate::quota::messages::EngineError;
 use crate::store::LedgerWrite;
 use actix::prelude::*;

@@ -242,7 +242,7 @@ impl RedisLedger {
         match self.redis.query::<i64>(eval).await {
             Ok(_) => {}
             Err(StoreError::Redis(e)) if e.code() == Some("FENCED") => {
-                return Err(StoreError::Fenced(e.to_string()))
+                return Err(StoreError::Fenced(e))
             }
             Err(e) => return Err(e),
         }

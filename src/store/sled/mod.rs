@@ -11,7 +11,7 @@
 
 use crate::store::codec;
 mod counters;
-mod debug_log;
+mod debug_entries;
 mod durability;
 mod health;
 mod idem_filter;
@@ -209,7 +209,7 @@ pub fn open(path: &Path, options: OpenOptions, metrics: Metrics) -> StoreResult<
             crate::store::stigg_jobs::VERSION,
             inner.clone(),
         )?))),
-        debug_log: Arc::new(debug_log::SledDebugLog::open(
+        debug_log: Arc::new(debug_entries::SledDebugLog::open(
             &db,
             options.debug_log_capacity,
         )?),

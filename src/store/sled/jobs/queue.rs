@@ -60,7 +60,7 @@ where
     fn next_seq(&self) -> StoreFuture<u64> {
         self.0.run(false, |q| match &q.inner {
             Some(inner) => Ok(inner.db.generate_id()?),
-            None => Err(StoreError::Unavailable(format!(
+            None => Err(StoreError::Unsupported(format!(
                 "{}: an upgrade-only queue hands out no sequence numbers",
                 q.name
             ))),
