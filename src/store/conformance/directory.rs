@@ -1,6 +1,6 @@
 //! Conformance of everything but the ledger: orgs and their idempotent create, API
-//! keys, the job queues (one job per id, due order, leases, conditional replace, purge)
-//! and the DebugLog.
+//! keys, the job queues (one job per id, due order, leases, conditional replace, purge,
+//! the oldest job of a state) and the DebugLog.
 
 use super::*;
 use crate::domain::KeyId;
@@ -214,6 +214,114 @@ pub(super) async fn jobs(b: &Backend, name: &str) {
         q.get(&a).await.expect("get").is_none(),
         "{name}: gone after purge"
     );
+}
+
+/// What `oldest` must answer once `ours` is stored: a job of that state stored before
+/// the check (a store shared with other runs) if it arrived earlier, else `ours`.
+fn older(before: &Option<Job<WebhookPayload>>, ours: &Job<WebhookPayload>) -> Job<WebhookPayload> {
+    match before {
+        Some(b) if b.seq < ours.seq => b.clone(),
+        _ => ours.clone(),
+    }
+}
+
+/// `oldest`: the job of a state that arrived first (the smallest `seq`), whatever order
+/// the jobs were stored or moved into the state in; the next one once it leaves.
+pub(super) async fn oldest(b: &Backend, name: &str) {
+    let q = &b.webhooks;
+    // Jobs parked as dead letters: a state no other check leaves a job in.
+    let dead_before = q.oldest(JobState::Dead).await.expect("oldest");
+    let done_before = q.oldest(JobState::Done).await.expect("oldest");
+    let mut seqs = Vec::new();
+    for _ in 0..3 {
+        seqs.push(q.next_seq().await.expect("seq"));
+    }
+    let dead = |seq: u64| {
+        let mut j = job(&fresh("evt"), seq, 0);
+        j.state = JobState::Dead;
+        j.attempts = 3;
+        j.failures = 3;
+        j.last_error = Some("refused".into());
+        j.done_ms = Some(5);
+        j
+    };
+    let (first, second, third) = (dead(seqs[0]), dead(seqs[1]), dead(seqs[2]));
+    // Stored out of arrival order.
+    for j in [&third, &first, &second] {
+        assert!(
+            matches!(q.insert_new(j.clone()).await, Ok(Inserted::New)),
+            "{name}: insert {}",
+            j.id
+        );
+    }
+    assert_eq!(
+        q.oldest(JobState::Dead).await.expect("oldest"),
+        Some(older(&dead_before, &first)),
+        "{name}: the first to arrive, not the first stored"
+    );
+    // Moved on (replayed and done): the next one is the oldest dead letter.
+    let first_done = first.finished(JobState::Done, None, 6);
+    assert!(
+        q.replace(first.clone(), first_done.clone())
+            .await
+            .expect("replace"),
+        "{name}"
+    );
+    assert_eq!(
+        q.oldest(JobState::Dead).await.expect("oldest"),
+        Some(older(&dead_before, &second)),
+        "{name}: the next once the oldest left the state"
+    );
+    assert_eq!(
+        q.oldest(JobState::Done).await.expect("oldest"),
+        Some(older(&done_before, &first_done)),
+        "{name}: the oldest done"
+    );
+    // A job that arrived later but finished now does not become the oldest done.
+    let third_done = third.finished(JobState::Done, None, 6);
+    assert!(
+        q.replace(third.clone(), third_done.clone())
+            .await
+            .expect("replace"),
+        "{name}"
+    );
+    assert_eq!(
+        q.oldest(JobState::Done).await.expect("oldest"),
+        Some(older(&done_before, &first_done)),
+        "{name}: by arrival, not by when it entered the state"
+    );
+    assert_eq!(
+        q.oldest(JobState::Dead).await.expect("oldest"),
+        Some(older(&dead_before, &second)),
+        "{name}"
+    );
+    let second_done = second.finished(JobState::Done, None, 6);
+    assert!(
+        q.replace(second.clone(), second_done.clone())
+            .await
+            .expect("replace"),
+        "{name}"
+    );
+    assert_eq!(
+        q.oldest(JobState::Dead)
+            .await
+            .expect("oldest")
+            .map(|j| j.id),
+        dead_before.map(|j| j.id),
+        "{name}: none of ours left dead"
+    );
+    let purged = q
+        .purge_finished_before(JobState::Done, 8)
+        .await
+        .expect("purge");
+    assert!(purged >= 3, "{name}: purged {purged}");
+    for j in [&first, &second, &third] {
+        assert!(
+            q.get(&j.id).await.expect("get").is_none(),
+            "{name}: {} gone after purge",
+            j.id
+        );
+    }
 }
 
 pub(super) async fn debug_log(b: &Backend, name: &str) {

@@ -6,7 +6,10 @@
 //!
 //! Each check panics with the backend's name on a mismatch.
 
+mod billing_lease;
+mod consumed;
 mod directory;
+mod key_changes;
 mod ledger;
 
 use super::{Backend, CreateOutcome, OrgRecord, OrgState, UsageRecord};
@@ -55,14 +58,20 @@ async fn new_org(b: &Backend) -> OrgId {
 /// Runs every check against `b`.
 pub async fn run(b: &Backend) {
     let name = b.health.backend();
+    // First: its first record may come before a request index rebuilt at open is ready.
+    consumed::requests_ready(b, name).await;
     directory::orgs(b, name).await;
     ledger::records(b, name).await;
     ledger::concurrent_records(b, name).await;
     ledger::commits_and_sweeps(b, name).await;
     ledger::commit_many_answers_per_org(b, name).await;
+    consumed::commit_consumed_answers_per_org(b, name).await;
+    billing_lease::billing_lease_fences_commits(b, name).await;
     ledger::sweep_lease(b, name).await;
     directory::keys(b, name).await;
+    key_changes::changes_since(b, name).await;
     directory::jobs(b, name).await;
+    directory::oldest(b, name).await;
     directory::debug_log(b, name).await;
     b.health
         .round_trip()
