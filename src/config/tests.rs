@@ -16,6 +16,13 @@ fn defaults_match_the_spec() {
     assert_eq!(s.store.path, PathBuf::from("./data"));
     assert!(s.auth.admin_tokens.is_empty());
     assert_eq!(s.stripe.base_url, "https://api.stripe.com");
+    // Hardening (SPEC §2 bodies, §6 outages): the documented defaults.
+    assert_eq!(s.server.body_read_timeout_ms, 5_000);
+    assert_eq!(s.server.max_connections, 25_000);
+    assert_eq!(s.webhooks.outage_budget_hours, 72);
+    assert_eq!(s.webhooks.outage_retry_max_ms, 30_000);
+    assert_eq!(s.stigg.outage_budget_hours, 72);
+    assert_eq!(s.stigg.outage_retry_max_ms, 30_000);
 }
 
 #[test]

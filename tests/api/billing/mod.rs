@@ -3,6 +3,7 @@
 
 mod access;
 mod failures;
+mod idempotency;
 mod journey;
 mod lifecycle;
 

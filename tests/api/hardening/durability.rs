@@ -1,7 +1,7 @@
 //! Durability that holds when the disk fails (SPEC §6), with faults injected into the
-//! store: a failed group commit fences the org's writes queued behind it, nothing read
-//! back is acknowledged before a flush covered it, and smoke reports it — from one run
-//! shared by concurrent callers.
+//! store: a failed group commit fences the org's writes queued behind it, a failed sync
+//! is an unknown outcome its retry settles, nothing read back is acknowledged before a
+//! flush covered it, and smoke reports it — from one run shared by concurrent callers.
 
 use crate::helpers::*;
 use serde_json::json;
@@ -49,6 +49,62 @@ async fn writes_queued_behind_a_failed_commit_are_fenced_and_replays_count_once(
         15,
         "each record counted exactly once"
     );
+}
+
+/// A commit whose batch was applied and whose sync then failed has an unknown outcome
+/// (its 500 says so): a write of the same org queued behind it may build on it only once a
+/// checkpoint has made both durable, and the failed record's retry then answers its
+/// original body, counted once.
+#[actix_web::test]
+async fn a_write_behind_a_commit_whose_sync_failed_is_answered_only_once_both_are_durable() {
+    let app = spawn_app().await;
+    let org = app.create_org().await;
+    app.faults.hold_next_commit();
+    app.faults.fail_next_flushes(1);
+    let first = app.record(&org, "a", 10);
+    let (first, behind) = futures::join!(first, async {
+        let faults = app.faults.clone();
+        let held = actix_rt::task::spawn_blocking(move || faults.wait_held(Duration::from_secs(5)))
+            .await
+            .unwrap();
+        assert!(held, "the writer never reached the commit");
+        let behind = app.record(&org, "b", 5);
+        let release = async {
+            actix_rt::time::sleep(Duration::from_millis(300)).await;
+            app.faults.release();
+        };
+        futures::join!(behind, release).0
+    });
+    assert_error(first, 500, "INTERNAL").await;
+    assert_eq!(
+        app.faults.flush_failures_left(),
+        0,
+        "the armed sync failure was never tried"
+    );
+    let status = behind.status();
+    let b = body(behind).await;
+    // Either refused too, or answered on top of the applied record — which the answer's
+    // checkpoint has then made durable.
+    assert!(
+        status == 500 || b["used"] == 15,
+        "a write behind the failed sync answered {status}: {b}"
+    );
+    let retry = app.record(&org, "a", 10).await;
+    assert_eq!(retry.status(), 200);
+    assert_eq!(
+        body(retry).await,
+        json!({"periodKey": "2026-03", "used": 10, "remaining": 990}),
+        "the retry answers the record's own outcome, not a second count"
+    );
+    assert_eq!(app.record(&org, "b", 5).await.status(), 200);
+    assert_eq!(
+        used(&app, &org).await,
+        15,
+        "each record counted exactly once"
+    );
+    let dir = app.stop().await;
+    let app = spawn_app_in(dir, default_now(), &[]).await;
+    assert_eq!(used(&app, &org).await, 15, "and durable");
 }
 
 #[actix_web::test]

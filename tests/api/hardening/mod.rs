@@ -7,5 +7,6 @@ mod fuzz;
 mod hostile;
 mod integrity;
 mod keys;
+mod negative_cache;
 mod series;
 mod sweep;

@@ -1,8 +1,9 @@
 //! Stigg provisioning end to end against the fake Stigg (and the fake Stripe for the
 //! org's billing): the design card's tests, the exact variables, the outbox's retries
-//! and restarts, and re-provisioning on plan changes.
+//! and restarts, outages that use up no attempts, and re-provisioning on plan changes.
 
 mod crash;
+mod outage;
 mod provision;
 mod sync;
 

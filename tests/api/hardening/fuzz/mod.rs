@@ -1,10 +1,13 @@
 //! A seeded generator of hostile requests (SPEC §2): valid bodies of every JSON endpoint
+//! (consume and the batch record included, a batch's first event spoiled like a record)
 //! with one field spoiled (wrong types, huge, negative and fractional numbers, nulls,
 //! 10 KB strings, control characters), or the whole body spoiled (truncated, not an
 //! object, 10,000-deep nesting, invalid UTF-8, garbage after the value), bad query
-//! strings on the GET endpoints, and other orgs' keys. Every answer must be a 4xx in the
-//! envelope, nothing the requests target may change, and the metrics' series count must
-//! stay bounded. The seed is printed; `EDGEQUOTA_TEST_SEED` repeats a run.
+//! strings on the GET endpoints, other orgs' keys, and deliveries to the Stripe webhook
+//! intake that no signature covers (`intake.rs`). Every answer must be a 4xx in the
+//! envelope (a batch's events each a 4xx envelope), nothing the requests target may
+//! change, and the metrics' series count must stay bounded. The seed is printed;
+//! `EDGEQUOTA_TEST_SEED` repeats a run.
 
 use crate::helpers::*;
 use crate::stigg::spawn_stigg_app;
@@ -29,6 +32,8 @@ enum Kind {
     StripeId,
     EventIds,
     OptionalUnix,
+    /// A batch's `events`.
+    Events,
 }
 
 /// Values a field of `kind` must refuse (`None`: the field left out).
@@ -113,6 +118,14 @@ fn invalid(kind: Kind, rng: &mut StdRng) -> Option<Value> {
             ]
         }
         Kind::OptionalUnix => v.extend([json!(0), json!(-5), json!("now"), json!(1.5)]),
+        Kind::Events => v.extend([
+            json!("x"),
+            json!(null),
+            json!([1]),
+            json!([null]),
+            json!(["x", []]),
+            json!(vec![json!({}); 1_001]),
+        ]),
     }
     pick(rng, v)
 }
@@ -121,7 +134,35 @@ struct Endpoint {
     path: &'static str,
     admin: bool,
     body: Value,
+    /// A name, or `events.0.<name>` for the batch's first event.
     fields: Vec<(&'static str, Kind)>,
+}
+
+/// The batch record: answered per event.
+const BATCH: &str = "/api/usage/record.batch";
+
+impl Endpoint {
+    /// Whether the body names an org (so another org's key must be refused).
+    fn names_org(&self) -> bool {
+        self.body.get("orgId").is_some() || self.body["events"][0].get("orgId").is_some()
+    }
+
+    /// Whether an accepted request would count usage.
+    fn counts(&self) -> bool {
+        matches!(
+            self.path,
+            "/api/quota/consume" | "/api/usage/record" | BATCH
+        )
+    }
+}
+
+/// The object holding `field`, and the field's name in it (`events.0.value` is the
+/// first event's `value`).
+fn slot<'a>(body: &'a mut Value, field: &'a str) -> (&'a mut Value, &'a str) {
+    match field.strip_prefix("events.0.") {
+        Some(name) => (&mut body["events"][0], name),
+        None => (body, field),
+    }
 }
 
 fn endpoints(org: &str, key_id: &str, customer: &str, sub: &str, now: &str) -> Vec<Endpoint> {
@@ -180,6 +221,26 @@ fn endpoints(org: &str, key_id: &str, customer: &str, sub: &str, now: &str) -> V
             false,
             json!({"orgId": org, "metric": "api_call", "cost": 1}),
             vec![("orgId", Org), ("metric", Metric), ("cost", OptionalAmount)],
+        ),
+        e(
+            "/api/quota/consume",
+            false,
+            json!({"orgId": org, "metric": "api_call", "cost": 1}),
+            vec![("orgId", Org), ("metric", Metric), ("cost", OptionalAmount)],
+        ),
+        e(
+            BATCH,
+            false,
+            json!({"events": [{"orgId": org, "metric": "api_call", "value": 3,
+                               "occurredAt": now, "request_id": "fz-batch"}]}),
+            vec![
+                ("events", Events),
+                ("events.0.orgId", Org),
+                ("events.0.metric", Metric),
+                ("events.0.value", Amount),
+                ("events.0.occurredAt", Time),
+                ("events.0.request_id", Request),
+            ],
         ),
         e(
             "/api/admin/quotas.reset",
@@ -321,4 +382,5 @@ fn series(scrape: &str) -> usize {
         .count()
 }
 
+mod intake;
 mod run;

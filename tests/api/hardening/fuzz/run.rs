@@ -41,14 +41,16 @@ async fn thousands_of_hostile_requests_get_a_4xx_envelope_and_change_nothing() {
             0..=5 => {
                 let (field, kind) = ep.fields[rng.gen_range(0..ep.fields.len())];
                 let mut b = ep.body.clone();
+                let (holder, name) = slot(&mut b, field);
                 match invalid(kind, &mut rng) {
-                    Some(v) => b[field] = v,
+                    Some(v) => holder[name] = v,
                     None => {
-                        b.as_object_mut().unwrap().remove(field);
+                        holder.as_object_mut().unwrap().remove(name);
                     }
                 }
+                let shown = holder[name].to_string();
                 (
-                    format!("{} with {field} = {:.80}", ep.path, b[field].to_string()),
+                    format!("{} with {field} = {shown:.80}", ep.path),
                     token,
                     b.to_string().into_bytes(),
                 )
@@ -60,7 +62,7 @@ async fn thousands_of_hostile_requests_get_a_4xx_envelope_and_change_nothing() {
                 spoiled_body(&ep.body, &mut rng),
             ),
             // Another org's key for this org (endpoints that name the org).
-            _ if ep.body.get("orgId").is_some() && !ep.admin => (
+            _ if ep.names_org() && !ep.admin => (
                 format!("{} with another org's key", ep.path),
                 other_key.as_str(),
                 ep.body.to_string().into_bytes(),
@@ -83,9 +85,20 @@ async fn thousands_of_hostile_requests_get_a_4xx_envelope_and_change_nothing() {
         }
         let res = req.send().await.unwrap_or_else(|e| panic!("{case}: {e}"));
         let status = res.status().as_u16();
-        assert_envelope(status, &res.text().await.unwrap(), &case);
+        let text = res.text().await.unwrap();
+        if ep.path == BATCH {
+            assert_batch_refused(status, &text, &case);
+        } else {
+            assert_envelope(status, &text, &case);
+        }
+        // A refused consume or record counts nothing, at once (not only by the end).
+        if ep.counts() {
+            let usage = t.app.entitlements(&org).await;
+            assert_eq!(usage, before.0, "{case}: the org's usage changed");
+        }
         cases += 1;
     }
+    cases += super::intake::hostile_deliveries(t, &sub, &mut rng, seed).await;
     // Bad query strings and tenant headers on the GET endpoints.
     let gets = [
         "/api/admin/usage.read?orgId={org}&periodKey=2026-13",
@@ -135,7 +148,7 @@ async fn thousands_of_hostile_requests_get_a_4xx_envelope_and_change_nothing() {
             );
         }
     }
-    assert!(cases >= 2_800);
+    assert!(cases >= 3_000, "{cases} cases");
     // Nothing the requests targeted changed.
     let after = (
         t.app.entitlements(&org).await,
@@ -148,6 +161,10 @@ async fn thousands_of_hostile_requests_get_a_4xx_envelope_and_change_nothing() {
         "seed {seed}: Stripe was written to"
     );
     assert!(s.stigg.calls().is_empty(), "seed {seed}: Stigg was called");
+    for state in ["queued", "processed", "dead", "ignored"] {
+        let events = t.events_in(state).await;
+        assert!(events.is_empty(), "seed {seed}: {state} events: {events:?}");
+    }
     let res = t
         .app
         .post(
@@ -169,4 +186,23 @@ async fn thousands_of_hostile_requests_get_a_4xx_envelope_and_change_nothing() {
     let scrape_after = t.app.get("/metrics", ADMIN).await.text().await.unwrap();
     let grown = series(&scrape_after).saturating_sub(series(&scrape_before));
     assert!(grown <= 40, "seed {seed}: {grown} new series");
+}
+
+/// A batch is refused as a whole (a 4xx envelope) or event by event: a 200 whose every
+/// result is a 4xx with the envelope as its body (nothing accepted).
+fn assert_batch_refused(status: u16, text: &str, case: &str) {
+    if status != 200 {
+        assert_envelope(status, text, case);
+        return;
+    }
+    let b: Value = serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("{case}: not JSON ({e}): {text:.300}"));
+    let results = b["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{case}: no results: {text:.300}"));
+    assert!(!results.is_empty(), "{case}: {text:.300}");
+    for r in results {
+        let status = r["status"].as_u64().map_or(0, |s| s as u16);
+        assert_envelope(status, &r["body"].to_string(), &format!("{case} (event)"));
+    }
 }
