@@ -57,13 +57,8 @@ async fn me_endpoints_take_the_org_from_the_key_or_the_tenant_header() {
     let b = assert_error(res, 400, "BAD_REQUEST").await;
     assert_eq!(b["details"][0]["field"], "x-tenant-id");
     let res = app
-        .client
-        .get(app.url("/api/me/entitlements.read"))
-        .bearer_auth(SERVICE)
-        .header("x-tenant-id", "org_unknown")
-        .send()
-        .await
-        .unwrap();
+        .get_as_tenant("/api/me/entitlements.read", SERVICE, "org_unknown")
+        .await;
     assert_error(res, 404, "NOT_FOUND").await;
 }
 

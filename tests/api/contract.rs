@@ -1,8 +1,10 @@
 //! SPEC behaviours that had no test of their own: body limits on both sides of the
-//! boundary for every JSON endpoint family, the JSON media type with parameters, unknown
-//! fields, the tracing headers on every kind of answer, unknown orgs on every billing
-//! endpoint, a catalogue with two metrics, the `occurredAt` bound, month-end records,
-//! the invoice list's default page, and diagnostics behind `open_diagnostics`.
+//! boundary (in `body_limits`), the JSON media type with parameters, unknown fields, the
+//! tracing headers on every kind of answer, unknown orgs on every billing endpoint, a
+//! catalogue with two metrics, the `occurredAt` bound, month-end records, the invoice
+//! list's default page, and diagnostics behind `open_diagnostics`.
+
+mod body_limits;
 
 use crate::billing::spawn_billing_app;
 use crate::helpers::*;
@@ -35,83 +37,6 @@ async fn send(app: &TestApp, path: &str, token: &str, raw: String, ct: &str) -> 
         .send()
         .await
         .unwrap()
-}
-
-#[actix_web::test]
-async fn every_json_endpoint_family_takes_64_kib_and_refuses_one_byte_more() {
-    let t = spawn_billing_app().await;
-    let app = &t.app;
-    let org = app.create_org().await;
-    let record = |id: &str| {
-        json!({"orgId": org, "metric": "api_call", "value": 1,
-               "occurredAt": app.clock_now(), "request_id": id})
-    };
-    let cases = [
-        (
-            "/api/quota/check",
-            SERVICE,
-            json!({"orgId": org, "metric": "api_call"}),
-            200,
-        ),
-        ("/api/usage/record", SERVICE, record("limit-ok"), 200),
-        (
-            "/api/usage/seed",
-            SERVICE,
-            json!({"orgId": org, "periodKey": "2026-03"}),
-            200,
-        ),
-        (
-            "/api/orgs.create",
-            SERVICE,
-            json!({"name": "L", "ownerUserId": "u"}),
-            200,
-        ),
-        (
-            "/api/orgs/api-keys.create",
-            SERVICE,
-            json!({"orgId": org}),
-            200,
-        ),
-        (
-            "/api/stripe/customer.ensure",
-            SERVICE,
-            json!({"orgId": org, "email": "a@b.co"}),
-            200,
-        ),
-        (
-            "/api/admin/quotas.reset",
-            ADMIN,
-            json!({"periodKey": "2026-03"}),
-            200,
-        ),
-        (
-            "/api/admin/webhooks.replay",
-            ADMIN,
-            json!({"eventIds": ["evt_none"]}),
-            200,
-        ),
-        (
-            "/api/jobs/stripe.process",
-            ADMIN,
-            json!({"eventId": "evt_none"}),
-            404,
-        ),
-    ];
-    for (path, token, base, status) in cases {
-        let res = send(app, path, token, padded(&base, LIMIT), "application/json").await;
-        assert_eq!(res.status().as_u16(), status, "{path} at exactly 64 KiB");
-        let res = send(
-            app,
-            path,
-            token,
-            padded(&base, LIMIT + 1),
-            "application/json",
-        )
-        .await;
-        assert_error(res, 413, "PAYLOAD_TOO_LARGE").await;
-    }
-    // The record at the limit was counted once; the one over it not at all.
-    assert_eq!(app.entitlements(&org).await["used"], 1);
 }
 
 #[actix_web::test]

@@ -229,14 +229,12 @@ impl TestApp {
 
     /// Waits until every org actor has been stopped for idleness.
     pub async fn wait_for_idle_eviction(&self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while self.engine.live_actors() > 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "actor was never evicted"
-            );
-            actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        eventually(
+            "every org actor to be evicted for idleness",
+            std::time::Duration::from_secs(10),
+            || async { (self.engine.live_actors() == 0).then_some(()) },
+        )
+        .await;
     }
 
     pub fn clock_now(&self) -> String {

@@ -129,13 +129,10 @@ async fn an_unknown_org_is_not_found_everywhere() {
     for (path, b) in bodies {
         assert_error(app.post(path, SERVICE, &b).await, 404, "NOT_FOUND").await;
     }
-    let req = app.client.get(app.url("/api/me/entitlements.read"));
-    let res = req
-        .bearer_auth(SERVICE)
-        .header("x-tenant-id", ghost)
-        .send()
+    let res = app
+        .get_as_tenant("/api/me/entitlements.read", SERVICE, ghost)
         .await;
-    assert_error(res.expect("request sent"), 404, "NOT_FOUND").await;
+    assert_error(res, 404, "NOT_FOUND").await;
 }
 
 #[actix_web::test]

@@ -31,14 +31,7 @@ async fn without_a_stripe_key_billing_answers_503_and_quotas_keep_working() {
             "{path}: {b}"
         );
     }
-    let res = app
-        .client
-        .get(app.url("/api/invoices.list"))
-        .bearer_auth(SERVICE)
-        .header("x-tenant-id", org.as_str())
-        .send()
-        .await
-        .unwrap();
+    let res = app.get_as_tenant("/api/invoices.list", SERVICE, &org).await;
     assert_error(res, 503, "UNAVAILABLE").await;
     assert_eq!(app.check(&org).await.status(), 200);
     assert_eq!(app.record(&org, "r-1", 1).await.status(), 200);
@@ -86,13 +79,8 @@ async fn the_invoice_list_takes_the_org_from_the_key_or_the_tenant_header() {
     // An org key: its own org, whatever x-tenant-id says.
     let res = t
         .app
-        .client
-        .get(t.app.url("/api/invoices.list"))
-        .bearer_auth(&key)
-        .header("x-tenant-id", theirs.as_str())
-        .send()
-        .await
-        .unwrap();
+        .get_as_tenant("/api/invoices.list", &key, &theirs)
+        .await;
     let mut got = ids(body(res).await);
     got.sort();
     let mut want = my_invoices.clone();
@@ -102,13 +90,8 @@ async fn the_invoice_list_takes_the_org_from_the_key_or_the_tenant_header() {
     // A service token: the org named by x-tenant-id, which is required.
     let res = t
         .app
-        .client
-        .get(t.app.url("/api/invoices.list"))
-        .bearer_auth(SERVICE)
-        .header("x-tenant-id", theirs.as_str())
-        .send()
-        .await
-        .unwrap();
+        .get_as_tenant("/api/invoices.list", SERVICE, &theirs)
+        .await;
     assert_eq!(ids(body(res).await), their_invoices);
     let res = t.app.get("/api/invoices.list", SERVICE).await;
     assert_error(res, 400, "BAD_REQUEST").await;

@@ -215,21 +215,8 @@ async fn create_org_to_portal_with_trial_upgrade_downgrade_and_invoices() {
 
     // 6.1 invoices over two pages, newest first (the upgrade's proration invoice + 3).
     t.stripe.add_invoices(&customer, 3);
-    let list = |path: String| {
-        let client = t.app.client.clone();
-        let url = t.app.url(&path);
-        let org = org.clone();
-        async move {
-            client
-                .get(url)
-                .bearer_auth(SERVICE)
-                .header("x-tenant-id", org)
-                .send()
-                .await
-                .unwrap()
-        }
-    };
-    let res = list("/api/invoices.list?limit=3".into()).await;
+    let path = "/api/invoices.list?limit=3";
+    let res = t.app.get_as_tenant(path, SERVICE, &org).await;
     assert_eq!(res.status(), StatusCode::OK);
     let cursor = res
         .headers()
@@ -251,7 +238,8 @@ async fn create_org_to_portal_with_trial_upgrade_downgrade_and_invoices() {
     for field in ["id", "total", "currency", "status", "url", "created"] {
         assert!(!first[0][field].is_null(), "{field} in {}", first[0]);
     }
-    let res = list(format!("/api/invoices.list?limit=3&cursor={cursor}")).await;
+    let path = format!("/api/invoices.list?limit=3&cursor={cursor}");
+    let res = t.app.get_as_tenant(&path, SERVICE, &org).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.headers().get("x-next-cursor").is_none());
     let second = body(res).await;

@@ -302,19 +302,16 @@ async fn a_proration_date_outside_the_period_is_refused() {
 async fn invoices_are_empty_before_a_customer_and_limits_are_checked() {
     let t = spawn_billing_app().await;
     let org = t.app.create_org().await;
-    let get = |q: &str| {
-        t.app
-            .client
-            .get(t.app.url(&format!("/api/invoices.list{q}")))
-            .bearer_auth(SERVICE)
-            .header("x-tenant-id", org.clone())
-            .send()
-    };
-    let res = get("").await.unwrap();
+    let res = t
+        .app
+        .get_as_tenant("/api/invoices.list", SERVICE, &org)
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(body(res).await, json!([]));
     for q in ["?limit=0", "?limit=101", "?limit=ten", "?cursor=in_1%2F2"] {
-        assert_error(get(q).await.unwrap(), 400, "BAD_REQUEST").await;
+        let path = format!("/api/invoices.list{q}");
+        let res = t.app.get_as_tenant(&path, SERVICE, &org).await;
+        assert_error(res, 400, "BAD_REQUEST").await;
     }
 }
 

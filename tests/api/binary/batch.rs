@@ -3,6 +3,7 @@
 //! batch whose answer the kill cut off is counted at most once when it is retried.
 
 use super::{client, create_org, entitlements, post, record, Server, MID_MONTH};
+use crate::helpers::eventually;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -52,7 +53,16 @@ async fn every_acknowledged_batch_survives_kill_9_exactly_once() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Load flowing before the kill: waited for, not timed (the suite shares two cores).
+    eventually(
+        "8 batches acknowledged before the kill",
+        Duration::from_secs(15),
+        || async {
+            let acked = sent.lock().unwrap().iter().filter(|(_, a)| *a).count();
+            (acked >= 8).then_some(())
+        },
+    )
+    .await;
     server.kill9();
     for t in tasks {
         t.await.unwrap();

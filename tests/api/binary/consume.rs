@@ -4,6 +4,7 @@
 //! admitted.
 
 use super::{client, create_org, entitlements, post, Server, MID_MONTH};
+use crate::helpers::eventually;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -57,7 +58,14 @@ async fn kill_9_under_consume_load_loses_at_most_the_flush_window() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Load flowing before the kill: waited for, not timed (the suite shares two cores).
+    // Enough consumes that the rate below is not dominated by the clients' start.
+    eventually(
+        "2000 consumes admitted before the kill",
+        Duration::from_secs(15),
+        || async { (admitted.load(Ordering::SeqCst) >= 2000).then_some(()) },
+    )
+    .await;
     server.kill9();
     let elapsed = started.elapsed();
     dead.store(true, Ordering::SeqCst);

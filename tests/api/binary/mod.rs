@@ -13,7 +13,7 @@ mod disk;
 mod lifecycle;
 mod rollover;
 
-use crate::helpers::SERVICE;
+use crate::helpers::{Scrape, SERVICE};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -175,22 +175,10 @@ pub fn start_nodes(dirs: &[tempfile::TempDir], settings: &[(&str, &str)]) -> Vec
         .collect()
 }
 
-/// The value of the series `edgequota_<series>` (its labels written as the scrape
-/// writes them) on the node at `base`, if it exports it.
-pub async fn metric(c: &reqwest::Client, base: &str, series: &str) -> Option<f64> {
-    let scrape = c
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!("edgequota_{series} ");
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse::<f64>().ok())
+/// The `/metrics` scrape of the node at `base`, parsed by the suite's one parser.
+pub async fn metrics_scrape(c: &reqwest::Client, base: &str) -> Scrape {
+    let res = c.get(format!("{base}/metrics")).send().await.unwrap();
+    Scrape(res.text().await.unwrap())
 }
 
 pub async fn create_org(c: &reqwest::Client, base: &str) -> String {

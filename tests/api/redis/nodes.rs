@@ -3,6 +3,7 @@
 
 use super::servers::Redis;
 use crate::binary::{client, create_org, entitlements, post, record, Server, MID_MONTH};
+use crate::helpers::eventually;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -54,21 +55,19 @@ async fn three_nodes_share_orgs_records_keys_and_usage() {
             .unwrap();
         assert_eq!(res.status(), 200);
     }
-    let deadline = Instant::now() + Duration::from_secs(2);
-    for node in &nodes {
-        loop {
-            let used = entitlements(&c, &node.base, &org).await["used"].clone();
-            if used == 10 {
-                break;
+    eventually(
+        "every node to report the 10 units recorded across the nodes",
+        Duration::from_secs(2),
+        || async {
+            for node in &nodes {
+                if entitlements(&c, &node.base, &org).await["used"] != 10 {
+                    return None;
+                }
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} sees {used}, not 10",
-                node.base
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+            Some(())
+        },
+    )
+    .await;
     // A key minted on A works on C; revoked on A, C refuses it within a second.
     let minted: Value = post(
         &c,
@@ -88,11 +87,12 @@ async fn three_nodes_share_orgs_records_keys_and_usage() {
             .json(&json!({"orgId": org, "metric": "api_call"}))
             .send()
     };
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while check_on_c().await.unwrap().status() != 200 {
-        assert!(Instant::now() < deadline, "a new key reached C within 1 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "a key minted on A to work on C within 1 s",
+        Duration::from_secs(1),
+        || async { (check_on_c().await.unwrap().status() == 200).then_some(()) },
+    )
+    .await;
     let revoked = post(
         &c,
         &nodes[0].base,
@@ -103,13 +103,12 @@ async fn three_nodes_share_orgs_records_keys_and_usage() {
     .unwrap();
     assert_eq!(revoked.status(), 200);
     let revoked_at = Instant::now();
-    while check_on_c().await.unwrap().status() != 401 {
-        assert!(
-            revoked_at.elapsed() < Duration::from_secs(1),
-            "C still accepts a key revoked on A after 1 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "C to refuse a key revoked on A within 1 s",
+        Duration::from_secs(1),
+        || async { (check_on_c().await.unwrap().status() == 401).then_some(()) },
+    )
+    .await;
     eprintln!("revocation reached C after {:?}", revoked_at.elapsed());
     // Consumes on every node count into the one shared counter.
     for node in &nodes {
@@ -171,10 +170,15 @@ async fn kill_9_of_one_node_under_record_load_loses_no_acknowledged_record() {
         })
         .collect();
     // Load flowing before the kill: waited for, not timed (the suite shares two cores).
-    let flowing = Instant::now() + Duration::from_secs(15);
-    while sent.lock().unwrap().values().filter(|a| **a).count() <= 20 && Instant::now() < flowing {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "more than 20 records acknowledged before the kill",
+        Duration::from_secs(15),
+        || async {
+            let acked = sent.lock().unwrap().values().filter(|a| **a).count();
+            (acked > 20).then_some(())
+        },
+    )
+    .await;
     nodes[0].kill9();
     for t in tasks {
         t.await.unwrap();
@@ -200,17 +204,14 @@ async fn kill_9_of_one_node_under_record_load_loses_no_acknowledged_record() {
         .unwrap();
         assert_eq!(res.status(), 200, "{id}");
     }
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let used = entitlements(&c, &survivor.base, &org).await["used"].clone();
-        if used == sent.len() as u64 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{used} counted for {} request ids",
-            sent.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let ids = sent.len() as u64;
+    eventually(
+        "the survivor to count each of the request ids exactly once",
+        Duration::from_secs(2),
+        || async {
+            let used = entitlements(&c, &survivor.base, &org).await["used"].clone();
+            (used == ids).then_some(())
+        },
+    )
+    .await;
 }

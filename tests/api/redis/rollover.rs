@@ -3,20 +3,25 @@
 //! exactly one node and the other counts it as made elsewhere — and the orgs move.
 
 use super::servers::Redis;
-use crate::binary::{client, create_org, json_of, metric, post, record, start_nodes};
+use crate::binary::{client, create_org, json_of, metrics_scrape, post, record, start_nodes};
 use crate::helpers::{eventually, ADMIN};
 use serde_json::Value;
 use std::time::Duration;
 
 async fn count(c: &reqwest::Client, base: &str, series: &str) -> u64 {
-    metric(c, base, series).await.map_or(0, |v| v as u64)
+    metrics_scrape(c, base).await.get(series) as u64
 }
 
 /// (sweeps made here, sweeps left to another node) on `base`.
 async fn sweeps(c: &reqwest::Client, base: &str) -> (u64, u64) {
     (
-        count(c, base, "rollover_runs_total{trigger=\"supervisor\"}").await,
-        count(c, base, "rollover_sweeps_elsewhere_total").await,
+        count(
+            c,
+            base,
+            "edgequota_rollover_runs_total{trigger=\"supervisor\"}",
+        )
+        .await,
+        count(c, base, "edgequota_rollover_sweeps_elsewhere_total").await,
     )
 }
 

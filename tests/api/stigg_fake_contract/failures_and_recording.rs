@@ -86,7 +86,8 @@ async fn a_failure_without_times_lasts_until_cleared_and_precedes_auth() {
 #[actix_web::test]
 async fn a_slow_answer_outlasts_a_client_timeout_and_still_applies() {
     let fake = FakeStigg::start().await;
-    fake.fail(StiggFailure::Slow(Duration::from_millis(600)), Some(1));
+    // Long enough that the next request, if answered at once, is done well before.
+    fake.fail(StiggFailure::Slow(Duration::from_secs(2)), Some(1));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_millis(150))
         .build()
@@ -101,11 +102,21 @@ async fn a_slow_answer_outlasts_a_client_timeout_and_still_applies() {
     assert!(err.is_timeout(), "{err}");
     assert!(fake.customer("org_1").is_none());
 
-    // The rule was used up, and the abandoned request still takes effect.
-    let start = std::time::Instant::now();
-    let (status, _) = post(&fake, &customer_body("org_2", "cus_2")).await;
+    // The rule was used up: the next request is answered (and applied) while the
+    // abandoned one still sleeps in the fake — had it been slowed too, the first would
+    // have applied before it returned. Then the abandoned request still takes effect.
+    let (status, body) = post(&fake, &customer_body("org_2", "cus_2")).await;
     assert_eq!(status, 200);
-    assert!(start.elapsed() < Duration::from_millis(400));
+    assert_eq!(
+        body["data"]["provisionCustomer"]["customer"]["customerId"],
+        "org_2"
+    );
+    assert!(fake.customer("org_2").is_some());
+    assert!(
+        fake.customer("org_1").is_none(),
+        "the second request was slowed too: the rule was not used up"
+    );
+    assert_eq!(fake.calls().len(), 2, "one call each");
     crate::helpers::eventually(
         "the slow request to apply",
         Duration::from_secs(5),

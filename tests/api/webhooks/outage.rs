@@ -3,9 +3,9 @@
 //! is back every event is processed within a minute (the capped outage backoff).
 
 use super::{signature, SECRET};
-use crate::binary::{client, create_org, post, Server};
+use crate::binary::{client, create_org, entitlements, post, Server};
 use crate::fake_stripe::{objects, FakeStripe, API_KEY};
-use crate::helpers::{ADMIN, SERVICE};
+use crate::helpers::{eventually, ADMIN};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -109,33 +109,23 @@ async fn minutes_of_stripe_outage_park_nothing_and_the_queue_drains_within_a_min
 
     stripe.restart().await;
     let back = Instant::now();
-    loop {
-        let processed = events_in(&c, &base, "processed").await;
-        if ids
-            .iter()
-            .all(|id| processed.iter().any(|e| e["eventId"] == id.as_str()))
-        {
-            break;
-        }
-        assert!(
-            back.elapsed() < Duration::from_secs(60),
-            "not drained a minute after Stripe returned"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    println!(
+    eventually(
+        "every event processed within a minute after Stripe returned",
+        Duration::from_secs(60),
+        || async {
+            let processed = events_in(&c, &base, "processed").await;
+            ids.iter()
+                .all(|id| processed.iter().any(|e| e["eventId"] == id.as_str()))
+                .then_some(())
+        },
+    )
+    .await;
+    eprintln!(
         "queue drained {:.1} s after Stripe returned",
         back.elapsed().as_secs_f64()
     );
-    let res = c
-        .get(format!("{base}/api/me/entitlements.read"))
-        .bearer_auth(SERVICE)
-        .header("x-tenant-id", &org)
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        res.json::<Value>().await.unwrap()["planCode"],
+        entitlements(&c, &base, &org).await["planCode"],
         "plan_scale_m"
     );
 }
