@@ -9,7 +9,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-cargo build --release --quiet
+# EDGEQUOTA_BIN=/path measures that binary (see load.sh) instead of building this tree.
+[[ -n "${EDGEQUOTA_BIN:-}" ]] || cargo build --release --quiet
 for sync in false true; do
     echo "==== store.fdatasync = $sync"
     EDGEQUOTA__STORE__FDATASYNC=$sync ROUTES=record SKIP_BUILD=1 bash benches/load.sh |

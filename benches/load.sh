@@ -29,6 +29,8 @@
 # Knobs (environment):  DURATION=15 (seconds per route)  CONNECTIONS=64  WRK_THREADS=2
 #                       ORGS=10000  WARMUP=3 (seconds of unmeasured load before each route)
 #                       SKIP_BUILD=1 (use the existing release binary)
+#                       EDGEQUOTA_BIN=/path (measure that binary instead, e.g. an older
+#                       commit's build, with the same harness; the ceiling is still built here)
 #                       PROFILE=check (perf record -g the server during that route's
 #                       measured run; prints CPU by thread and the top symbols;
 #                       PERF_KEEP=/path keeps the perf.data; PERF_GRAPH="--call-graph

@@ -13,8 +13,13 @@ free_port() {
 build_binary() {
     TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-    BIN="$TARGET_DIR/release/edgequota"
     CEILING_BIN="$TARGET_DIR/release/edgequota-ceiling"
+    # EDGEQUOTA_BIN=/path measures another build (e.g. an older commit's) on the same harness.
+    if [[ -n "${EDGEQUOTA_BIN:-}" ]]; then
+        BIN=$EDGEQUOTA_BIN
+        return 0
+    fi
+    BIN="$TARGET_DIR/release/edgequota"
     if [[ -z "${SKIP_BUILD:-}" || ! -x "$BIN" ]]; then
         echo "==> cargo build --release"
         cargo build --release --quiet
@@ -69,8 +74,11 @@ start_server() {
     ADMIN_TOKEN="bench-admin-$RANDOM$RANDOM"
     SERVICE_TOKEN="bench-service-$RANDOM$RANDOM"
     echo "==> starting $BIN on 127.0.0.1:$PORT (data in $WORK/data)"
+    # An older build (EDGEQUOTA_BIN) may predate the gRPC front and refuse its setting.
+    local grpc=(EDGEQUOTA__GRPC__BIND="127.0.0.1:$GRPC_PORT")
+    [[ -n "${EDGEQUOTA_BIN:-}" && " ${ROUTES:-} " != *" rls "* ]] && grpc=()
     env EDGEQUOTA__SERVER__BIND="127.0.0.1:$PORT" \
-        EDGEQUOTA__GRPC__BIND="127.0.0.1:$GRPC_PORT" \
+        "${grpc[@]}" \
         EDGEQUOTA__STORE__PATH="$WORK/data" \
         EDGEQUOTA__AUTH__ADMIN_TOKENS="$ADMIN_TOKEN" \
         EDGEQUOTA__AUTH__SERVICE_TOKENS="$SERVICE_TOKEN" \

@@ -35,10 +35,35 @@ fn check_percentiles(system: &SystemRunner, fixture: &Fixture, calls: usize) {
     );
 }
 
+/// Criterion's options that take a value as the next argument (`--opt value`): that
+/// value is not the name filter.
+const VALUED: &[&str] = &[
+    "--warm-up-time",
+    "--measurement-time",
+    "--sample-size",
+    "--save-baseline",
+    "--baseline",
+    "--load-baseline",
+    "--noise-threshold",
+    "--confidence-level",
+    "--significance-level",
+    "--nresamples",
+    "--profile-time",
+    "--output-format",
+    "--color",
+    "--plotting-backend",
+];
+
 /// Whether criterion's name filter (the first free argument, a regex; matched here as a
 /// plain substring) can select any of `groups`: spares the 10,000-org set-up otherwise.
 fn selected(groups: &[&str]) -> bool {
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value_of_an_option = |i: usize| i > 0 && VALUED.contains(&args[i - 1].as_str());
+    let filter = args
+        .iter()
+        .enumerate()
+        .find(|(i, a)| !a.starts_with('-') && !value_of_an_option(*i))
+        .map(|(_, a)| a.clone());
     match filter {
         None => true,
         Some(f) => groups
