@@ -1,11 +1,10 @@
 //! Per-request context: the tracing ids (`x-request-id`, `x-correlation-id`, read or
 //! generated, echoed on every response), the org a request concerned, and the middleware
-//! that records each request in the metrics and the DebugLog.
-//!
-//! The ids live in a task-local for the duration of the request so that an error built
-//! anywhere beneath the middleware (extractors, handlers, the 404 fallback) carries the
-//! correlation id without threading it through every signature.
+//! that records each request in the metrics and the DebugLog. The ids themselves are held
+//! by `ids.rs` for the request's duration.
 
+pub use super::ids::correlation_id;
+use super::ids::{self, Ids};
 use crate::debug_log::DebugLogSink;
 use crate::domain::OrgId;
 use crate::store::DebugEntry;
@@ -20,25 +19,9 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub const CORRELATION_ID: &str = "x-correlation-id";
 pub const TENANT_ID: &str = "x-tenant-id";
 
-#[derive(Debug, Clone)]
-pub struct Ids {
-    pub request_id: String,
-    pub correlation_id: String,
-}
-
 /// The org a request concerned, for the DebugLog (set by handlers).
 #[derive(Debug, Clone)]
 pub struct OrgTag(pub OrgId);
-
-tokio::task_local! {
-    static IDS: std::sync::Arc<Ids>;
-}
-
-/// The current request's correlation id (empty outside a request).
-pub fn correlation_id() -> String {
-    IDS.try_with(|ids| ids.correlation_id.clone())
-        .unwrap_or_default()
-}
 
 pub fn tag_org(req: &HttpRequest, org: &OrgId) {
     req.extensions_mut().insert(OrgTag(org.clone()));
@@ -105,7 +88,7 @@ pub async fn middleware<B: MessageBody + 'static>(
         .as_ref()
         .is_some_and(|o| o.shutting_down.load(std::sync::atomic::Ordering::SeqCst));
     let mut res = if stopping {
-        let refused = IDS.sync_scope(ids.clone(), || {
+        let refused = ids::sync_scope(ids.clone(), || {
             super::error::ApiError::new(
                 super::error::Code::Unavailable,
                 "the service is shutting down; retry the request on another instance",
@@ -118,7 +101,7 @@ pub async fn middleware<B: MessageBody + 'static>(
             .set_connection_type(actix_web::http::ConnectionType::Close);
         res.map_into_right_body()
     } else {
-        IDS.scope(ids.clone(), next.call(req))
+        ids::scope(ids.clone(), next.call(req))
             .await?
             .map_into_left_body()
     };

@@ -8,7 +8,7 @@
 //! and the denial fields for quota denials. The correlation id comes from the request's
 //! task-local context, so errors raised anywhere under the middleware carry it.
 
-use super::context;
+use super::ids;
 use crate::billing::stigg::ProvisionError;
 use crate::billing::stripe::Outcome;
 use crate::billing::webhooks::{ProcessError, ReceiveError};
@@ -143,7 +143,7 @@ impl ApiError {
     /// A failure on our side: the cause (with its whole chain) goes to the log, not to
     /// the caller.
     pub fn internal<E: std::error::Error + ?Sized>(cause: &E) -> Self {
-        tracing::error!(error.cause_chain = %crate::errors::chain(cause), correlation_id = %context::correlation_id(), "internal error");
+        tracing::error!(error.cause_chain = %crate::errors::chain(cause), correlation_id = %ids::correlation_id(), "internal error");
         Self::new(
             Code::Internal,
             "internal error; see the service log for this correlation id",
@@ -180,7 +180,7 @@ impl ApiError {
         for (k, v) in &self.extra {
             body.insert(k.clone(), v.clone());
         }
-        body.insert("correlationId".into(), context::correlation_id().into());
+        body.insert("correlationId".into(), ids::correlation_id().into());
         if !self.details.is_empty() {
             body.insert(
                 "details".into(),
@@ -223,7 +223,7 @@ impl From<BillingError> for ApiError {
             }
             BillingError::StripeState(_) => ApiError::conflict(e.to_string()),
             BillingError::Upstream(failure) => {
-                tracing::error!(error.cause_chain = %crate::errors::chain(&failure), correlation_id = %context::correlation_id(), "Stripe call failed");
+                tracing::error!(error.cause_chain = %crate::errors::chain(&failure), correlation_id = %ids::correlation_id(), "Stripe call failed");
                 // Say "nothing was changed" only when that is known.
                 let note = match failure.outcome() {
                     Outcome::NotApplied => "nothing was changed",
@@ -248,7 +248,7 @@ impl From<StoreError> for ApiError {
 /// 503: the shared store did not answer in time; nothing acknowledged was lost, and the
 /// same request (idempotent by its ids) can be retried.
 fn unreachable_store(e: &StoreError) -> ApiError {
-    tracing::warn!(error.cause_chain = %crate::errors::chain(e), correlation_id = %context::correlation_id(), "store unreachable");
+    tracing::warn!(error.cause_chain = %crate::errors::chain(e), correlation_id = %ids::correlation_id(), "store unreachable");
     ApiError::new(
         Code::Unavailable,
         "the store is unreachable; retry the request (it is safe to repeat)",
@@ -286,7 +286,7 @@ impl From<ProvisionError> for ApiError {
             ProvisionError::Engine(e) => e.into(),
             ProvisionError::Store(e) => e.into(),
             ProvisionError::Pending(_) | ProvisionError::Refused(_) => {
-                tracing::error!(error.cause_chain = %crate::errors::chain(&e), correlation_id = %context::correlation_id(), "Stigg provisioning failed");
+                tracing::error!(error.cause_chain = %crate::errors::chain(&e), correlation_id = %ids::correlation_id(), "Stigg provisioning failed");
                 ApiError::new(Code::Internal, e.to_string())
             }
         }

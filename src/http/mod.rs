@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod fields;
 pub mod handlers;
+pub mod ids;
 pub mod listener;
 pub mod route_metrics;
 
