@@ -27,18 +27,12 @@ async fn a_500_then_success_is_retried_with_the_same_idempotency_key() {
         sent[1].header("idempotency-key")
     );
     assert_eq!(t.stripe.customers().len(), 1);
-    let metrics = t
-        .app
-        .get("/metrics", crate::helpers::ADMIN)
-        .await
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.app.metrics_scrape().await;
     for outcome in ["retried", "ok"] {
-        let line = format!(
-            "edgequota_stripe_requests_total{{operation=\"customers.create\",outcome=\"{outcome}\"}} 1"
+        let series = format!(
+            "edgequota_stripe_requests_total{{operation=\"customers.create\",outcome=\"{outcome}\"}}"
         );
-        assert!(metrics.contains(&line), "{line}");
+        assert_eq!(metrics.value(&series), Some(1.0), "{series}");
     }
 }
 

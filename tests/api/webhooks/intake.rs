@@ -3,7 +3,7 @@
 
 use super::{signature, spawn_webhook_app, subscription_event, OLD_SECRET, SECRET};
 use crate::fake_stripe::objects;
-use crate::helpers::{assert_error, body, spawn_app, ADMIN};
+use crate::helpers::{assert_error, body, spawn_app};
 use futures::future::join_all;
 use serde_json::json;
 
@@ -145,10 +145,13 @@ async fn the_same_event_five_times_at_once_is_stored_and_processed_once() {
         1,
         "Stripe was read once"
     );
-    let metrics = t.app.get("/metrics", ADMIN).await.text().await.unwrap();
-    assert!(metrics.contains(
-        "edgequota_webhook_events_total{family=\"customer.subscription\",outcome=\"duplicate\"} 4"
-    ));
+    let metrics = t.app.metrics_scrape().await;
+    assert_eq!(
+        metrics.value(
+            "edgequota_webhook_events_total{family=\"customer.subscription\",outcome=\"duplicate\"}"
+        ),
+        Some(4.0)
+    );
 }
 
 #[actix_web::test]

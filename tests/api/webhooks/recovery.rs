@@ -65,10 +65,8 @@ async fn a_permanently_failing_event_becomes_a_visible_replayable_dead_letter() 
         "the dead letter gauge at 1",
         Duration::from_secs(5),
         || async {
-            let metrics = t.app.get("/metrics", ADMIN).await.text().await.unwrap();
-            metrics
-                .contains("edgequota_webhook_dead_letters 1")
-                .then_some(())
+            let metrics = t.app.metrics_scrape().await;
+            (metrics.value("edgequota_webhook_dead_letters") == Some(1.0)).then_some(())
         },
     )
     .await;
