@@ -132,8 +132,26 @@ async fn the_data_directory_holds_no_plaintext_token_or_key() {
         .unwrap();
     assert_eq!(res.status(), 200);
     assert!(server.terminate().success());
+    let needles = [ADMIN, SERVICE, key.as_str(), secret.as_str()];
+    assert_no_plaintext(dir.path(), &needles);
+    // After a kill -9 too: the write-ahead log then still holds the last commits.
+    let mut server = Server::start(dir.path(), &[("EDGEQUOTA__CLOCK__START_AT", MID_MONTH)]);
+    let res = c
+        .post(format!("{}/api/usage/record", server.base))
+        .bearer_auth(&key)
+        .json(&record(&org, "r2", 1, MID_MONTH))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    server.kill9();
+    assert_no_plaintext(dir.path(), &needles);
+}
+
+/// Fails if any file under `dir` holds one of `needles`; there must be files.
+fn assert_no_plaintext(dir: &std::path::Path, needles: &[&str]) {
     let mut files = 0;
-    let mut stack = vec![dir.path().to_path_buf()];
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(p) = stack.pop() {
         for entry in std::fs::read_dir(&p).unwrap() {
             let path = entry.unwrap().path();
@@ -143,7 +161,7 @@ async fn the_data_directory_holds_no_plaintext_token_or_key() {
             }
             files += 1;
             let bytes = std::fs::read(&path).unwrap();
-            for needle in [ADMIN, SERVICE, key.as_str(), secret.as_str()] {
+            for needle in needles {
                 let found = bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
                 assert!(!found, "{} holds a plaintext credential", path.display());
             }
