@@ -3,10 +3,9 @@
 //! the oldest job of a state) and the DebugLog.
 
 use super::*;
-use crate::domain::KeyId;
 use crate::store::jobs::{Inserted, Job, JobState};
 use crate::store::webhook_jobs::WebhookPayload;
-use crate::store::{ApiKeyRecord, CreateReplay, DebugEntry};
+use crate::store::{CreateReplay, DebugEntry};
 
 pub(super) async fn orgs(b: &Backend, name: &str) {
     let org = new_org(b).await;
@@ -77,14 +76,7 @@ pub(super) async fn orgs(b: &Backend, name: &str) {
 
 pub(super) async fn keys(b: &Backend, name: &str) {
     let org = new_org(b).await;
-    let key = |n: u8| ApiKeyRecord {
-        key_id: KeyId::parse(&fresh("key")).expect("id"),
-        org_id: org.clone(),
-        secret_sha256: [n; 32],
-        created_ms: i64::from(n),
-        revoked_ms: None,
-        last4: format!("{n:04}"),
-    };
+    let key = |n: u8| key_of(&org, n);
     let (k1, k2) = (key(1), key(2));
     b.keys.put(vec![k1.clone(), k2.clone()]).await.expect("put");
     assert_eq!(

@@ -7,19 +7,11 @@
 //! share (`StoreHealth::shared`) must answer every change.
 
 use super::*;
-use crate::domain::KeyId;
 use crate::store::ApiKeyRecord;
 
 pub(super) async fn changes_since(b: &Backend, name: &str) {
     let org = new_org(b).await;
-    let key = |n: u8| ApiKeyRecord {
-        key_id: KeyId::parse(&fresh("key")).expect("id"),
-        org_id: org.clone(),
-        secret_sha256: [n; 32],
-        created_ms: i64::from(n),
-        revoked_ms: None,
-        last4: format!("{n:04}"),
-    };
+    let key = |n: u8| key_of(&org, n);
     // This org's keys among `records` (a shared store answers others' too), oldest first.
     let ours = |records: &[ApiKeyRecord]| {
         let mut mine: Vec<ApiKeyRecord> = records

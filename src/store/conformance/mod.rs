@@ -35,6 +35,18 @@ fn usage(request: &str, delta: u64, fingerprint: u8) -> UsageRecord {
     }
 }
 
+/// A fresh key of `org`; `n` sets its secret hash, creation time and last four.
+fn key_of(org: &OrgId, n: u8) -> super::ApiKeyRecord {
+    super::ApiKeyRecord {
+        key_id: crate::domain::KeyId::parse(&fresh("key")).expect("id"),
+        org_id: org.clone(),
+        secret_sha256: [n; 32],
+        created_ms: i64::from(n),
+        revoked_ms: None,
+        last4: format!("{n:04}"),
+    }
+}
+
 async fn new_org(b: &Backend) -> OrgId {
     let org = OrgId::parse(&fresh("org")).unwrap_or_else(|e| panic!("{e}"));
     let record = OrgRecord {

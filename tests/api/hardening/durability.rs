@@ -4,6 +4,7 @@
 //! flush covered it, and smoke reports it — from one run shared by concurrent callers.
 
 use crate::helpers::*;
+use reqwest::Response;
 use serde_json::json;
 use std::time::Duration;
 
@@ -11,27 +12,33 @@ async fn used(app: &TestApp, org: &str) -> serde_json::Value {
     app.entitlements(org).await["used"].clone()
 }
 
-#[actix_web::test]
-async fn writes_queued_behind_a_failed_commit_are_fenced_and_replays_count_once() {
-    let app = spawn_app().await;
-    let org = app.create_org().await;
+/// Records "a" (10) with the writer held at its commit, and "b" (5) of the same org
+/// queued at the writer behind it; then lets the commit go on (to whatever fault the
+/// caller armed). Both answers.
+async fn record_with_one_queued_behind(app: &TestApp, org: &str) -> (Response, Response) {
     app.faults.hold_next_commit();
-    app.faults.fail_next_applies(1);
-    let first = app.record(&org, "a", 10);
-    let (first, behind) = futures::join!(first, async {
+    let first = app.record(org, "a", 10);
+    futures::join!(first, async {
         let faults = app.faults.clone();
         let held = actix_rt::task::spawn_blocking(move || faults.wait_held(Duration::from_secs(5)))
             .await
             .unwrap();
         assert!(held, "the writer never reached the commit");
-        // Queued at the writer behind the commit that will fail.
-        let behind = app.record(&org, "b", 5);
+        let behind = app.record(org, "b", 5);
         let release = async {
             actix_rt::time::sleep(Duration::from_millis(300)).await;
             app.faults.release();
         };
         futures::join!(behind, release).0
-    });
+    })
+}
+
+#[actix_web::test]
+async fn writes_queued_behind_a_failed_commit_are_fenced_and_replays_count_once() {
+    let app = spawn_app().await;
+    let org = app.create_org().await;
+    app.faults.fail_next_applies(1);
+    let (first, behind) = record_with_one_queued_behind(&app, &org).await;
     assert_error(first, 500, "INTERNAL").await;
     let status = behind.status();
     let b = body(behind).await;
@@ -59,22 +66,8 @@ async fn writes_queued_behind_a_failed_commit_are_fenced_and_replays_count_once(
 async fn a_write_behind_a_commit_whose_sync_failed_is_answered_only_once_both_are_durable() {
     let app = spawn_app().await;
     let org = app.create_org().await;
-    app.faults.hold_next_commit();
     app.faults.fail_next_flushes(1);
-    let first = app.record(&org, "a", 10);
-    let (first, behind) = futures::join!(first, async {
-        let faults = app.faults.clone();
-        let held = actix_rt::task::spawn_blocking(move || faults.wait_held(Duration::from_secs(5)))
-            .await
-            .unwrap();
-        assert!(held, "the writer never reached the commit");
-        let behind = app.record(&org, "b", 5);
-        let release = async {
-            actix_rt::time::sleep(Duration::from_millis(300)).await;
-            app.faults.release();
-        };
-        futures::join!(behind, release).0
-    });
+    let (first, behind) = record_with_one_queued_behind(&app, &org).await;
     assert_error(first, 500, "INTERNAL").await;
     assert_eq!(
         app.faults.flush_failures_left(),
