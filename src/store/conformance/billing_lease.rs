@@ -16,11 +16,7 @@ use super::*;
 use crate::store::{LedgerWrite, StoreError, StoreResult};
 
 fn add(delta: i64) -> LedgerWrite {
-    LedgerWrite::Usage {
-        period: period("2026-03"),
-        metric: Metric::api_call(),
-        delta,
-    }
+    usage_write(&Metric::api_call(), delta)
 }
 
 /// `writes`, fenced with `token`.

@@ -5,7 +5,7 @@
 //! ready, and records answer the same before and after).
 
 use super::*;
-use crate::store::{LedgerWrite, Recorded};
+use crate::store::Recorded;
 
 /// The consume flusher's write-behind (`commit_consumed`): one answer per hand-over
 /// entry, in order; each entry's writes applied atomically and seen by every read and
@@ -14,11 +14,7 @@ pub(super) async fn commit_consumed_answers_per_org(b: &Backend, name: &str) {
     let (a, c) = (new_org(b).await, new_org(b).await);
     let p = period("2026-03");
     let (api, seat) = (Metric::api_call(), Metric::parse("seat").expect("metric"));
-    let add = |metric: &Metric, delta: i64| LedgerWrite::Usage {
-        period: p,
-        metric: metric.clone(),
-        delta,
-    };
+    let add = usage_write;
     // The entries of one org commute (none crosses zero), so the check holds whatever
     // order a store applies separate entries in.
     let answers = b

@@ -129,16 +129,8 @@ pub(super) async fn commits_and_sweeps(b: &Backend, name: &str) {
     let p = period("2026-03");
     let seat = Metric::parse("seat").expect("metric");
     let writes = vec![
-        LedgerWrite::Usage {
-            period: p,
-            metric: seat.clone(),
-            delta: 4,
-        },
-        LedgerWrite::Usage {
-            period: p,
-            metric: seat.clone(),
-            delta: 6,
-        },
+        usage_write(&seat, 4),
+        usage_write(&seat, 6),
         LedgerWrite::State(OrgState {
             plan: PlanCode::new("plan_pro_m"),
             period: period("2026-04"),
@@ -166,11 +158,7 @@ pub(super) async fn commits_and_sweeps(b: &Backend, name: &str) {
     );
     // Units given back: a negative delta, never below zero.
     for (delta, expect) in [(-3, 7), (-100, 0), (2, 2)] {
-        let give_back = LedgerWrite::Usage {
-            period: p,
-            metric: seat.clone(),
-            delta,
-        };
+        let give_back = usage_write(&seat, delta);
         b.ledger
             .commit(&org, vec![give_back])
             .await
@@ -216,11 +204,7 @@ pub(super) async fn commit_many_answers_per_org(b: &Backend, name: &str) {
     let (a, c) = (new_org(b).await, new_org(b).await);
     let p = period("2026-03");
     let api = Metric::api_call();
-    let usage = |delta| LedgerWrite::Usage {
-        period: p,
-        metric: api.clone(),
-        delta,
-    };
+    let usage = |delta| usage_write(&api, delta);
     let answers = b
         .ledger
         .commit_many(vec![

@@ -35,6 +35,15 @@ fn usage(request: &str, delta: u64, fingerprint: u8) -> UsageRecord {
     }
 }
 
+/// `delta` units of `metric` in March 2026, the period every check here works in.
+fn usage_write(metric: &Metric, delta: i64) -> super::LedgerWrite {
+    super::LedgerWrite::Usage {
+        period: period("2026-03"),
+        metric: metric.clone(),
+        delta,
+    }
+}
+
 /// A fresh key of `org`; `n` sets its secret hash, creation time and last four.
 fn key_of(org: &OrgId, n: u8) -> super::ApiKeyRecord {
     super::ApiKeyRecord {

@@ -5,14 +5,14 @@
 //! which is what lets every node follow revocations without missing one.
 
 use super::conn::Redis;
-use super::lease::{self, Lease};
+use super::lease;
 use super::ledger::{ORGS_INDEX, STATE_V};
 use super::org_key;
 use crate::domain::{KeyId, OrgId};
 use crate::store::codec::{decode, encode};
 use crate::store::{
     ApiKeyRecord, CreateOutcome, CreateReplay, KeyStore, OrgDirectory, OrgRecord, OrgState,
-    StoreFuture, StoreResult,
+    StoreFuture, StoreResult, SweepLease,
 };
 use futures_util::FutureExt;
 use std::collections::HashMap;
@@ -122,8 +122,8 @@ impl OrgDirectory for RedisOrgs {
         let (redis, key) = (self.0.clone(), org_key(org, "billing-lease"));
         async move {
             Ok(match lease::take(&redis, &key, token, lease_ms).await? {
-                Lease::Held(token) => Some(token),
-                Lease::Busy | Lease::Done => None,
+                SweepLease::Held(token) => Some(token),
+                SweepLease::Busy | SweepLease::Done => None,
             })
         }
         .boxed()

@@ -3,7 +3,7 @@
 //! sweep) marks the work `done`, which no later asker can take.
 
 use super::conn::Redis;
-use crate::store::StoreResult;
+use crate::store::{StoreResult, SweepLease as Lease};
 
 /// KEYS[1]: the lease. ARGV: token, lease ms, '1' to extend a held one ('0' to take).
 const TAKE: &str = r#"
@@ -28,19 +28,9 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 "#;
 
-/// The answer to a request for a lease.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lease {
-    /// The caller holds it, with this token.
-    Held(String),
-    /// Someone else holds it.
-    Busy,
-    /// Its work was marked done.
-    Done,
-}
-
 /// Takes the lease in `key` for `lease_ms` — or, with the `token` of the lease held,
-/// extends it.
+/// extends it. The answer is the sweep lease's type for both kinds: the billing lock
+/// is never marked done, so it is only ever held or busy.
 pub async fn take(
     redis: &Redis,
     key: &str,

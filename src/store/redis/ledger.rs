@@ -5,7 +5,7 @@
 //! acknowledged after `WAIT` has seen it reach `store.redis_wait_replicas` replicas.
 
 use super::conn::Redis;
-use super::lease::{self, Lease};
+use super::lease;
 use super::org_key;
 use crate::domain::{Metric, OrgId, PeriodKey};
 use crate::store::codec::{decode, encode};
@@ -370,16 +370,7 @@ impl LedgerStore for RedisLedger {
         lease_ms: u64,
     ) -> StoreFuture<SweepLease> {
         let redis = self.redis.clone();
-        async move {
-            Ok(
-                match lease::take(&redis, &sweep_key(period), token, lease_ms).await? {
-                    Lease::Held(token) => SweepLease::Held(token),
-                    Lease::Busy => SweepLease::Busy,
-                    Lease::Done => SweepLease::Done,
-                },
-            )
-        }
-        .boxed()
+        async move { lease::take(&redis, &sweep_key(period), token, lease_ms).await }.boxed()
     }
 
     fn sweep_done(&self, period: PeriodKey, token: String) -> StoreFuture<()> {

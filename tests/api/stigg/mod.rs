@@ -18,23 +18,31 @@ pub struct StiggApp {
     pub stigg: FakeStigg,
 }
 
-pub async fn spawn_stigg_app() -> StiggApp {
-    let stigg = FakeStigg::start().await;
-    let url = stigg.url();
-    let t = spawn_billing_app_with(&[
-        ("EDGEQUOTA__STIGG__API_KEY", STIGG_API_KEY),
-        ("EDGEQUOTA__STIGG__BASE_URL", url.as_str()),
+/// The Stigg settings of these tests: Stigg at `url` with `key`, short timeouts and
+/// backoffs, and a fast outbox poll.
+pub fn stigg_settings<'a>(key: &'a str, url: &'a str) -> Vec<(&'static str, &'a str)> {
+    vec![
+        ("EDGEQUOTA__STIGG__API_KEY", key),
+        ("EDGEQUOTA__STIGG__BASE_URL", url),
         ("EDGEQUOTA__STIGG__TIMEOUT_MS", "300"),
         ("EDGEQUOTA__STIGG__REQUEST_BACKOFF_MS", "5"),
         ("EDGEQUOTA__STIGG__RETRY_BASE_MS", "1000"),
         ("EDGEQUOTA__STIGG__POLL_INTERVAL_MS", "20"),
+    ]
+}
+
+pub async fn spawn_stigg_app() -> StiggApp {
+    let stigg = FakeStigg::start().await;
+    let url = stigg.url();
+    let mut settings = stigg_settings(STIGG_API_KEY, &url);
+    settings.extend([
         (
             "EDGEQUOTA__STRIPE__WEBHOOK_SECRETS",
             crate::webhooks::SECRET,
         ),
         ("EDGEQUOTA__WEBHOOKS__POLL_INTERVAL_MS", "20"),
-    ])
-    .await;
+    ]);
+    let t = spawn_billing_app_with(&settings).await;
     StiggApp { t, stigg }
 }
 

@@ -4,7 +4,7 @@
 //! `stigg.outage_budget_hours` (72) on the service clock; when Stigg is back (the right
 //! key, healthy, reachable), the job completes. Past the budget, attempts count.
 
-use super::StiggApp;
+use super::{stigg_settings, StiggApp};
 use crate::billing::{spawn_billing_app_with, BillingApp};
 use crate::fake_stigg::{FakeStigg, StiggFailure, STIGG_API_KEY};
 use crate::helpers::{assert_error, body, eventually, free_port, spawn_app_in};
@@ -16,18 +16,12 @@ use std::time::Duration;
 
 const HOUR_MS: i64 = 3_600_000;
 
-/// The Stigg settings of these tests: a low `max_attempts`, so that an outage that did
+/// The suite's Stigg settings with a low `max_attempts`, so that an outage that did
 /// count would park the job within a few attempts.
 fn stigg_env<'a>(key: &'a str, url: &'a str) -> Vec<(&'static str, &'a str)> {
-    vec![
-        ("EDGEQUOTA__STIGG__API_KEY", key),
-        ("EDGEQUOTA__STIGG__BASE_URL", url),
-        ("EDGEQUOTA__STIGG__TIMEOUT_MS", "300"),
-        ("EDGEQUOTA__STIGG__REQUEST_BACKOFF_MS", "5"),
-        ("EDGEQUOTA__STIGG__RETRY_BASE_MS", "1000"),
-        ("EDGEQUOTA__STIGG__POLL_INTERVAL_MS", "20"),
-        ("EDGEQUOTA__STIGG__MAX_ATTEMPTS", "3"),
-    ]
+    let mut settings = stigg_settings(key, url);
+    settings.push(("EDGEQUOTA__STIGG__MAX_ATTEMPTS", "3"));
+    settings
 }
 
 /// The service talking to Stigg at `url` with `key`, and a fake Stigg (which only
