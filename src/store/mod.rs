@@ -37,6 +37,8 @@ pub enum StoreError {
     Sync(#[source] Arc<std::io::Error>),
     #[error("store: corrupt value in {tree}: {problem}")]
     Corrupt { tree: &'static str, problem: String },
+    #[error("store: reading or writing the idempotency run files failed")]
+    Runs(#[source] Arc<std::io::Error>),
     #[error("store: the commit writer has stopped")]
     WriterGone,
     #[error("store: a background task failed")]

@@ -5,7 +5,10 @@
 //! Keys (ids never contain NUL, so NUL separates segments):
 //! - `s\0{org}`                           → [`OrgState`] (plan in force, current period)
 //! - `c\0{org}\0{period:be32}{metric}`    → used (u64), the running total of the deltas
-//! - `i\0{org}\0{request_id}`             → [`IdemEntry`] (payload fingerprint + exact body)
+//! - `i\0{org}\0{request_id}`             → [`IdemEntry`] (payload fingerprint + exact body):
+//!   written by older versions only; entries now live in the idempotency runs (`idem`),
+//!   under the same key, and reach the tree never (the log's frames carry them, so a
+//!   counter and its entry are still durable together)
 //! - `b\0{org}`                           → [`BillingRecord`] (Stripe customer, subscription,
 //!   pending change), written in the same batch as the plan in force it implies
 //!
@@ -66,6 +69,12 @@ pub fn idem_key(org: &OrgId, request: &crate::domain::RequestId) -> Vec<u8> {
     k.push(0);
     k.extend_from_slice(request.as_str().as_bytes());
     k
+}
+
+/// Whether a ledger key is a usage idempotency entry's (in the log's frames: those go
+/// to the runs, not the tree).
+pub fn is_idem_key(key: &[u8]) -> bool {
+    key.starts_with(&IDEM_PREFIX)
 }
 
 pub fn billing_key(org: &OrgId) -> Vec<u8> {

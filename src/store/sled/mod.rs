@@ -14,6 +14,7 @@ mod counters;
 mod debug_entries;
 mod durability;
 mod health;
+mod idem;
 mod idem_filter;
 mod jobs;
 mod keys;
@@ -53,8 +54,11 @@ pub struct Inner {
     pub ledger: sled::Tree,
     pub durability: Durability,
     pub faults: Arc<Faults>,
-    /// Which idempotency keys may be in the ledger (spares look-ups of fresh ids).
+    /// Which idempotency keys of older versions may be in the ledger tree (spares
+    /// look-ups of fresh ids there).
     pub filter: IdemFilter,
+    /// Where usage idempotency entries are written and found.
+    pub idem: Arc<idem::IdemRuns>,
     /// The writer thread, once started (every flush goes through it).
     pub writer: std::sync::OnceLock<writer::CommitHandle>,
     /// The ledger's write-ahead log (the writer thread's, and the final checkpoint's).
@@ -74,6 +78,7 @@ impl Inner {
     /// Blocking: the writer thread's (sled must be flushed from one thread).
     pub fn checkpoint(&self) -> StoreResult<()> {
         self.apply_dirty()?;
+        self.idem.write_pending()?;
         self.db.flush()?;
         self.durability.sync()?;
         lock(&self.wal).reset()?;
@@ -144,7 +149,13 @@ fn replay(inner: &Inner, frames: Vec<Vec<u8>>) -> StoreResult<usize> {
     for frame in &frames {
         // `Wal::open` returns only frames that parse.
         for (key, value) in wal::puts(frame).unwrap_or_default() {
-            batch.insert(key, value);
+            if ledger::is_idem_key(key) {
+                inner
+                    .idem
+                    .insert([(key.to_vec(), ledger::decode_idem(value)?)]);
+            } else {
+                batch.insert(key, value);
+            }
         }
     }
     inner.ledger.apply_batch(batch)?;
@@ -181,6 +192,7 @@ pub fn open(path: &Path, options: OpenOptions, metrics: Metrics) -> StoreResult<
         durability: Durability::open(path, options.fdatasync, faults.clone())?,
         faults: faults.clone(),
         filter: IdemFilter::new(options.idempotency_filter_bits_log2),
+        idem: idem::IdemRuns::open(path)?,
         writer: std::sync::OnceLock::new(),
         db: db.clone(),
     });

@@ -33,7 +33,8 @@ impl SledLedger {
                 let started = Instant::now();
                 match build.filter.build_from(&build.ledger) {
                     Ok(Some(keys)) => {
-                        metrics.idempotency_entries.set(keys as i64);
+                        let total = keys + build.idem.count();
+                        metrics.idempotency_entries.set(total as i64);
                         let ms = started.elapsed().as_millis() as u64;
                         tracing::info!(keys, ms, "idempotency filter ready");
                     }
@@ -73,6 +74,7 @@ impl SledLedger {
 impl Drop for SledLedger {
     fn drop(&mut self) {
         self.inner.filter.abandon();
+        self.inner.idem.stop();
     }
 }
 
@@ -133,7 +135,15 @@ impl LedgerStore for SledLedger {
 
     fn purge_requests(&self, cutoff_ms: i64) -> StoreFuture<Purged> {
         let inner = self.inner.clone();
-        blocking(move || ledger::purge_idem_before(&inner.ledger, cutoff_ms)).boxed()
+        blocking(move || {
+            let legacy = ledger::purge_idem_before(&inner.ledger, cutoff_ms)?;
+            let runs = inner.idem.purge(cutoff_ms)?;
+            Ok(Purged {
+                purged: legacy.purged + runs.purged,
+                kept: legacy.kept + runs.kept,
+            })
+        })
+        .boxed()
     }
 
     fn requests_ready(&self) -> bool {

@@ -5,6 +5,7 @@
 use super::{Durable, Msg, Read};
 use crate::domain::OrgId;
 use crate::metrics::Metrics;
+use crate::store::sled::idem;
 use crate::store::sled::ledger::{self, IdemEntry};
 use crate::store::sled::wal::Ops;
 use crate::store::sled::{lock, Inner};
@@ -42,11 +43,15 @@ enum Answer {
 pub(super) struct Batch<'a> {
     inner: &'a Inner,
     batch: sled::Batch,
+    /// Whether `batch` has anything (an empty sled batch still costs a log write).
+    tree_puts: bool,
     ops: Ops,
     writes: usize,
     totals: HashMap<Vec<u8>, u64>,
     /// Request ids recorded by this batch: their fingerprint and answer.
     requests: HashMap<Vec<u8>, ([u8; 16], Body)>,
+    /// The idempotency entries this batch writes (to the runs' memory once applied).
+    entries: Vec<(Vec<u8>, IdemEntry)>,
     answers: Vec<Answer>,
     reads: Vec<Read>,
     /// Someone waits for a flush of writes made outside this batch.
@@ -61,10 +66,12 @@ impl<'a> Batch<'a> {
         Self {
             inner,
             batch: sled::Batch::default(),
+            tree_puts: false,
             ops: Ops::default(),
             writes: 0,
             totals: HashMap::new(),
             requests: HashMap::new(),
+            entries: Vec::new(),
             answers: Vec::new(),
             reads: Vec::new(),
             flush_asked: false,
@@ -123,23 +130,32 @@ impl<'a> Batch<'a> {
     fn put(&mut self, key: &[u8], value: Vec<u8>) {
         self.ops.put(key, &value);
         self.batch.insert(key, value);
+        self.tree_puts = true;
         self.writes += 1;
+    }
+
+    /// What an earlier record of `key` answered: the runs (and their memory) hold every
+    /// entry written since they exist, the ledger tree those of older versions.
+    fn seen(&self, key: &[u8]) -> StoreResult<Option<([u8; 16], Body)>> {
+        if let Some((fingerprint, body)) = self.requests.get(key) {
+            return Ok(Some((*fingerprint, body.clone())));
+        }
+        let stored = match self.inner.idem.get(key, idem::hash(key))? {
+            Some(e) => Some(e),
+            None if self.inner.filter.may_contain(key) => self
+                .inner
+                .ledger
+                .get(key)?
+                .map(|v| ledger::decode_idem(&v))
+                .transpose()?,
+            None => None,
+        };
+        Ok(stored.map(|e| (e.fingerprint, e.body.into())))
     }
 
     fn record(&mut self, org: &OrgId, u: UsageRecord) -> StoreResult<Recorded> {
         let key = ledger::idem_key(org, &u.request);
-        let seen = match self.requests.get(&key) {
-            Some((fingerprint, body)) => Some((*fingerprint, body.clone())),
-            None if self.inner.filter.may_contain(&key) => self
-                .inner
-                .ledger
-                .get(&key)?
-                .map(|v| ledger::decode_idem(&v))
-                .transpose()?
-                .map(|e| (e.fingerprint, e.body.into())),
-            None => None,
-        };
-        if let Some((fingerprint, body)) = seen {
+        if let Some((fingerprint, body)) = self.seen(&key)? {
             return Ok(if fingerprint == u.fingerprint {
                 Recorded::Replayed { body }
             } else {
@@ -154,10 +170,11 @@ impl<'a> Batch<'a> {
             body: body.to_vec(),
             created_ms: u.now_ms,
         };
-        // Into the filter before it is stored: a later look-up must not skip the store.
-        self.inner.filter.insert(&key);
-        self.put(&key, ledger::encode_idem(&entry));
-        self.requests.insert(key, (u.fingerprint, body.clone()));
+        self.ops.put(&key, &ledger::encode_idem(&entry));
+        self.writes += 1;
+        self.requests
+            .insert(key.clone(), (u.fingerprint, body.clone()));
+        self.entries.push((key, entry));
         Ok(Recorded::New { body, total })
     }
 
@@ -209,9 +226,11 @@ impl<'a> Batch<'a> {
         let Batch {
             inner,
             batch,
+            tree_puts,
             ops,
             writes,
             totals,
+            entries,
             answers,
             reads,
             flush_asked,
@@ -221,7 +240,15 @@ impl<'a> Batch<'a> {
         if !answers.is_empty() {
             let started = Instant::now();
             let result = if writes > 0 {
-                apply(inner, batch, ops, totals, flush_asked, sync_asked)
+                apply(
+                    inner,
+                    tree_puts.then_some(batch),
+                    ops,
+                    totals,
+                    entries,
+                    flush_asked,
+                    sync_asked,
+                )
             } else if flush_asked {
                 inner.checkpoint()
             } else {
@@ -260,9 +287,10 @@ impl<'a> Batch<'a> {
 /// for one or for `checkpoint::sync_if_due`.
 fn apply(
     inner: &Inner,
-    batch: sled::Batch,
+    batch: Option<sled::Batch>,
     mut ops: Ops,
     totals: HashMap<Vec<u8>, u64>,
+    entries: Vec<(Vec<u8>, IdemEntry)>,
     flush_asked: bool,
     sync_asked: bool,
 ) -> StoreResult<()> {
@@ -270,12 +298,15 @@ fn apply(
     for (key, total) in &totals {
         ops.put(key, &ledger::encode_counter(*total));
     }
-    inner.ledger.apply_batch(batch)?;
+    if let Some(batch) = batch {
+        inner.ledger.apply_batch(batch)?;
+    }
     let mut counters = lock(&inner.counters);
     for (key, total) in totals {
         counters.commit(key, total);
     }
     drop(counters);
+    inner.idem.insert(entries);
     // `writes > 0`, so the frame has at least one put.
     let logged = {
         let mut wal = lock(&inner.wal);

@@ -1,0 +1,283 @@
+//! One run file: an immutable, sorted set of usage idempotency entries, written once
+//! (by a checkpoint from the entries it made durable, or by a merge of older runs) and
+//! then only read, until a merge or the purge replaces it whole.
+//!
+//! Layout: `[magic 4][version 1]`, then blocks — each `[length u32 LE][crc32 u32 LE]`
+//! and a versioned postcard list of up to `BLOCK_ENTRIES` `(key, entry)` in the order of
+//! `(hash(key), key)` — then the footer: the versioned postcard [`Footer`] (every block's
+//! first hash and
+//! offset, the run's Bloom filter, its entry count and age range, the runs it replaces),
+//! its length and crc (u32 LE each) and the magic again. A file without a whole,
+//! matching footer was never finished (a crash while writing) and is not a run.
+//!
+//! A look-up reads only the footer's index (held in memory) and one block with `pread`:
+//! the filter answers "absent" for nearly every key not in the run without any read.
+//! Ordered by hash, not by key: sorting and merging then compare integers (a
+//! checkpoint sorts a few hundred thousand entries while commits wait), and the index
+//! keeps 8 bytes per block.
+
+use super::bloom::Bloom;
+use crate::store::codec::{decode, encode};
+use crate::store::sled::ledger::IdemEntry;
+use crate::store::{StoreError, StoreResult};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 4] = b"EQIR";
+const FILE_V: u8 = 1;
+const BLOCK_V: u8 = 1;
+const FOOTER_V: u8 = 1;
+const TREE: &str = "idempotency runs";
+/// Entries per block: a hit decodes one block (~10 KB), the index keeps one key per block.
+pub const BLOCK_ENTRIES: usize = 64;
+
+pub type Entry = (Vec<u8>, IdemEntry);
+
+#[derive(Serialize, Deserialize)]
+struct Footer {
+    count: u64,
+    min_created_ms: i64,
+    max_created_ms: i64,
+    /// Runs this one was merged from: they are obsolete once this file exists.
+    replaces: Vec<u64>,
+    /// Each block's first hash, offset and length.
+    blocks: Vec<(u64, u64, u32)>,
+    filter: Bloom,
+}
+
+/// A finished run, as held in memory.
+pub struct Run {
+    pub id: u64,
+    pub path: PathBuf,
+    file: File,
+    pub count: u64,
+    pub min_created_ms: i64,
+    pub max_created_ms: i64,
+    pub replaces: Vec<u64>,
+    blocks: Vec<(u64, u64, u32)>,
+    filter: Bloom,
+}
+
+pub fn io(e: io::Error) -> StoreError {
+    StoreError::Runs(std::sync::Arc::new(e))
+}
+
+fn corrupt(problem: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        tree: TREE,
+        problem: problem.into(),
+    }
+}
+
+pub fn file_name(id: u64) -> String {
+    format!("{id:016x}.run")
+}
+
+/// The run id a file name stands for (`None` for anything else in the directory).
+pub fn parse_name(name: &str) -> Option<u64> {
+    let hex = name.strip_suffix(".run")?;
+    (hex.len() == 16).then(|| u64::from_str_radix(hex, 16).ok())?
+}
+
+impl Run {
+    /// Opens a finished run; `Ok(None)` for a file never finished.
+    pub fn open(id: u64, path: &Path) -> StoreResult<Option<Run>> {
+        let file = File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        if len < 17 {
+            return Ok(None);
+        }
+        let mut tail = [0u8; 12];
+        file.read_exact_at(&mut tail, len - 12).map_err(io)?;
+        if &tail[8..] != MAGIC {
+            return Ok(None);
+        }
+        let footer_len = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
+        let crc = u32::from_le_bytes([tail[4], tail[5], tail[6], tail[7]]);
+        let Some(start) = (len - 12).checked_sub(footer_len).filter(|s| *s >= 5) else {
+            return Ok(None);
+        };
+        let mut bytes = vec![0u8; footer_len as usize];
+        file.read_exact_at(&mut bytes, start).map_err(io)?;
+        if crc32fast::hash(&bytes) != crc {
+            return Ok(None);
+        }
+        let footer: Footer = decode(TREE, FOOTER_V, &bytes)?;
+        Ok(Some(Run {
+            id,
+            path: path.to_path_buf(),
+            file,
+            count: footer.count,
+            min_created_ms: footer.min_created_ms,
+            max_created_ms: footer.max_created_ms,
+            replaces: footer.replaces,
+            blocks: footer.blocks,
+            filter: footer.filter,
+        }))
+    }
+
+    pub fn may_contain(&self, hash: u64) -> bool {
+        self.filter.may_contain(hash)
+    }
+
+    fn block(&self, index: usize) -> StoreResult<Vec<Entry>> {
+        let Some((_, offset, len)) = self.blocks.get(index) else {
+            return Err(corrupt(format!("run {:x}: no block {index}", self.id)));
+        };
+        let mut frame = vec![0u8; *len as usize];
+        self.file.read_exact_at(&mut frame, *offset).map_err(io)?;
+        let (header, body) = frame.split_at(8.min(frame.len()));
+        let crc = header
+            .get(4..8)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        if crc != Some(crc32fast::hash(body)) {
+            return Err(corrupt(format!(
+                "run {:x}: block {index} fails its crc",
+                self.id
+            )));
+        }
+        decode(TREE, BLOCK_V, body)
+    }
+
+    /// The entry stored for `key`, whose hash is `hash` (call only when `may_contain`
+    /// said so).
+    pub fn get(&self, key: &[u8], hash: u64) -> StoreResult<Option<IdemEntry>> {
+        // Keys of one hash may start in the block before the first whose first hash is
+        // `hash`, and run on over several.
+        let start = self
+            .blocks
+            .partition_point(|(first, _, _)| *first < hash)
+            .saturating_sub(1);
+        for index in start..self.blocks.len() {
+            if self.blocks[index].0 > hash {
+                break;
+            }
+            let block = self.block(index)?;
+            if let Some((_, e)) = block.into_iter().find(|(k, _)| k.as_slice() == key) {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every entry in key order, a block at a time (merges and the purge).
+    pub fn entries(&self) -> impl Iterator<Item = StoreResult<Entry>> + '_ {
+        (0..self.blocks.len()).flat_map(move |i| match self.block(i) {
+            Ok(block) => block.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(e) => vec![Err(e)],
+        })
+    }
+}
+
+/// Writes a run from entries in strictly increasing `(hash, key)` order: to a temporary name,
+/// synced, then renamed into place and the directory synced, so a run file that exists
+/// under its name is whole and durable.
+pub struct RunWriter {
+    id: u64,
+    dir: PathBuf,
+    tmp: PathBuf,
+    out: BufWriter<File>,
+    offset: u64,
+    block: Vec<Entry>,
+    block_hash: u64,
+    footer: Footer,
+    renamed: bool,
+}
+
+impl RunWriter {
+    /// `expected` sizes the Bloom filter (an upper bound of the entries to come).
+    pub fn create(dir: &Path, id: u64, expected: u64, replaces: Vec<u64>) -> io::Result<Self> {
+        let tmp = dir.join(format!("{}.tmp", file_name(id)));
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        out.write_all(MAGIC)?;
+        out.write_all(&[FILE_V])?;
+        Ok(Self {
+            id,
+            dir: dir.to_path_buf(),
+            tmp,
+            out,
+            offset: 5,
+            block: Vec::with_capacity(BLOCK_ENTRIES),
+            block_hash: 0,
+            renamed: false,
+            footer: Footer {
+                count: 0,
+                min_created_ms: i64::MAX,
+                max_created_ms: i64::MIN,
+                replaces,
+                blocks: Vec::new(),
+                filter: Bloom::with_capacity(expected),
+            },
+        })
+    }
+
+    /// Adds an entry; entries come in increasing `(hash, key)` order.
+    pub fn push(&mut self, hash: u64, entry: Entry) -> io::Result<()> {
+        let f = &mut self.footer;
+        f.count += 1;
+        f.min_created_ms = f.min_created_ms.min(entry.1.created_ms);
+        f.max_created_ms = f.max_created_ms.max(entry.1.created_ms);
+        f.filter.insert(hash);
+        if self.block.is_empty() {
+            self.block_hash = hash;
+        }
+        self.block.push(entry);
+        if self.block.len() == BLOCK_ENTRIES {
+            self.write_block()?;
+        }
+        Ok(())
+    }
+
+    fn write_block(&mut self) -> io::Result<()> {
+        if self.block.is_empty() {
+            return Ok(());
+        }
+        let body = encode(BLOCK_V, &self.block);
+        self.block.clear();
+        let len = 8 + body.len();
+        self.out.write_all(&(body.len() as u32).to_le_bytes())?;
+        self.out.write_all(&crc32fast::hash(&body).to_le_bytes())?;
+        self.out.write_all(&body)?;
+        self.footer
+            .blocks
+            .push((self.block_hash, self.offset, len as u32));
+        self.offset += len as u64;
+        Ok(())
+    }
+
+    /// Finishes the file and opens it as a run.
+    pub fn finish(self) -> StoreResult<Run> {
+        let (id, path) = self.finish_file().map_err(io)?;
+        Run::open(id, &path)?
+            .ok_or_else(|| corrupt(format!("run {id:x} unreadable right after writing")))
+    }
+
+    fn finish_file(mut self) -> io::Result<(u64, PathBuf)> {
+        self.write_block()?;
+        let footer = encode(FOOTER_V, &self.footer);
+        self.out.write_all(&footer)?;
+        self.out.write_all(&(footer.len() as u32).to_le_bytes())?;
+        self.out
+            .write_all(&crc32fast::hash(&footer).to_le_bytes())?;
+        self.out.write_all(MAGIC)?;
+        self.out.flush()?;
+        self.out.get_ref().sync_data()?;
+        let path = self.dir.join(file_name(self.id));
+        std::fs::rename(&self.tmp, &path)?;
+        self.renamed = true;
+        File::open(&self.dir)?.sync_all()?;
+        Ok((self.id, path))
+    }
+}
+
+impl Drop for RunWriter {
+    /// A run abandoned or failed (a full disk) gives its space back at once.
+    fn drop(&mut self) {
+        if !self.renamed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
