@@ -242,4 +242,6 @@ impl IdemRuns {
 }
 
 #[cfg(test)]
+mod store_tests;
+#[cfg(test)]
 mod tests;
