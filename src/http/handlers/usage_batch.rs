@@ -11,7 +11,7 @@ use crate::http::fields::{record_request, RecordBody};
 use crate::http::AppState;
 use crate::quota::{EngineError, RecordReply, RecordRequest};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 
@@ -25,24 +25,20 @@ struct BatchBody {
     events: Option<Vec<Box<RawValue>>>,
 }
 
-#[derive(Serialize)]
-struct EventResult {
-    status: u16,
-    body: Box<RawValue>,
-}
-
-fn answered(result: Result<RecordReply, ApiError>) -> EventResult {
+/// Appends one event's result, `{"status":…,"body":…}`, to the answer being written. The
+/// answer is assembled as bytes: every body is JSON this service wrote (a stored answer
+/// or an error envelope), and turning each back into a JSON value to serialise it again
+/// cost more than deciding the event.
+fn push_result(out: &mut Vec<u8>, result: Result<RecordReply, ApiError>) {
     let (status, body) = match result {
-        Ok(reply) => (200, String::from_utf8_lossy(&reply.body).into_owned()),
-        Err(e) => (e.status_code().as_u16(), e.body().to_string()),
+        Ok(reply) => (200, reply.body.to_vec()),
+        Err(e) => (e.status_code().as_u16(), e.body().to_string().into_bytes()),
     };
-    let body = RawValue::from_string(body).unwrap_or_else(|_| {
-        // The stored body and the envelope are JSON we wrote; this is unreachable
-        // short of a corrupted store, which the event then reports.
-        RawValue::from_string(r#"{"code":"INTERNAL","message":"unreadable stored answer"}"#.into())
-            .unwrap_or_else(|_| RawValue::NULL.to_owned())
-    });
-    EventResult { status, body }
+    out.extend_from_slice(b"{\"status\":");
+    out.extend_from_slice(status.to_string().as_bytes());
+    out.extend_from_slice(b",\"body\":");
+    out.extend_from_slice(&body);
+    out.push(b'}');
 }
 
 pub async fn record_batch(
@@ -109,17 +105,25 @@ pub async fn record_batch(
             }
         }
     }
-    let results: Vec<EventResult> = results
-        .into_iter()
-        .map(|r| {
-            answered(r.unwrap_or_else(|| {
+    let mut out = Vec::with_capacity(64 + results.len() * 160);
+    out.extend_from_slice(b"{\"results\":[");
+    for (i, r) in results.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_result(
+            &mut out,
+            r.unwrap_or_else(|| {
                 Err(from_engine(EngineError::Internal(
                     "event not answered".into(),
                 )))
-            }))
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "results": results })))
+            }),
+        );
+    }
+    out.extend_from_slice(b"]}");
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(out))
 }
 
 fn from_engine(e: EngineError) -> ApiError {
