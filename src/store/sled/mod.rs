@@ -231,13 +231,11 @@ pub fn open(path: &Path, options: OpenOptions, metrics: Metrics) -> StoreResult<
     })
 }
 
+/// What the store's own tests open it with.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::{Metric, OrgId, PeriodKey};
-
-    fn options() -> OpenOptions {
-        OpenOptions {
+pub(crate) mod test_support {
+    pub fn options() -> super::OpenOptions {
+        super::OpenOptions {
             cache_capacity_bytes: 8 << 20,
             fdatasync: true,
             commit_max_batch: 64,
@@ -245,6 +243,14 @@ mod tests {
             idempotency_filter_bits_log2: 12,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Metric, OrgId, PeriodKey};
+
+    use test_support::options;
 
     /// What a `kill -9` leaves: frames in the log that no checkpoint folded into sled.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

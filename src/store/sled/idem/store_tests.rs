@@ -4,17 +4,19 @@
 
 use crate::domain::{Metric, OrgId, PeriodKey, RequestId};
 use crate::metrics::Metrics;
-use crate::store::sled::{ledger, open, wal, OpenOptions};
+use crate::store::sled::test_support::options;
+use crate::store::sled::{ledger, open, wal};
 use crate::store::{Backend, Recorded, UsageRecord};
 
-fn options() -> OpenOptions {
-    OpenOptions {
-        cache_capacity_bytes: 8 << 20,
-        fdatasync: true,
-        commit_max_batch: 64,
-        debug_log_capacity: 10,
-        idempotency_filter_bits_log2: 12,
-    }
+/// An entry as the store writes it, for `request`.
+fn stored(request: &str, fingerprint: u8, body: &[u8]) -> (Vec<u8>, ledger::IdemEntry) {
+    let key = ledger::idem_key(&org(), &RequestId::parse(request).expect("id"));
+    let entry = ledger::IdemEntry {
+        fingerprint: [fingerprint; 16],
+        body: body.to_vec(),
+        created_ms: 1_000,
+    };
+    (key, entry)
 }
 
 fn org() -> OrgId {
@@ -83,12 +85,7 @@ async fn after_a_clean_stop_entries_are_in_a_run_file_and_none_in_the_ledger_tre
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_only_in_the_log_is_found_after_the_replay_at_open() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let key = ledger::idem_key(&org(), &RequestId::parse("crashed").expect("id"));
-    let entry = ledger::IdemEntry {
-        fingerprint: [2; 16],
-        body: b"{\"the\":\"answer\"}".to_vec(),
-        created_ms: 1_000,
-    };
+    let (key, entry) = stored("crashed", 2, b"{\"the\":\"answer\"}");
     let (mut log, _) = wal::Wal::open(dir.path(), true).expect("log");
     let mut ops = wal::Ops::default();
     ops.put(&key, &ledger::encode_idem(&entry));
@@ -103,12 +100,7 @@ async fn an_entry_only_in_the_log_is_found_after_the_replay_at_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_an_older_release_stored_in_the_ledger_tree_is_still_found() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let key = ledger::idem_key(&org(), &RequestId::parse("legacy").expect("id"));
-    let entry = ledger::IdemEntry {
-        fingerprint: [5; 16],
-        body: b"{\"stored\":\"before\"}".to_vec(),
-        created_ms: 1_000,
-    };
+    let (key, entry) = stored("legacy", 5, b"{\"stored\":\"before\"}");
     {
         let db = sled::open(dir.path()).expect("sled");
         let tree = db.open_tree("ledger").expect("ledger");
