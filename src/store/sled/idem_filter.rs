@@ -1,13 +1,13 @@
-//! `IdemFilter`: a Bloom filter over the keys of every usage idempotency entry in the
-//! ledger, so that recording a new `request_id` — nearly every record — skips the sled
-//! look-up that would find nothing (on a 2-vCPU machine that look-up was a quarter of a
-//! record's cost).
+//! `IdemFilter`: a Bloom filter over the keys of the usage idempotency entries that older
+//! releases stored in the `ledger` tree (entries are now written to the idempotency runs,
+//! never to the tree), so that recording a new `request_id` — nearly every record — skips
+//! the sled look-up that would find nothing.
 //!
-//! It may answer "maybe" for a key that is absent (then the store is read, as without the
-//! filter) but never "no" for a key that is present: every key written is added before
-//! its write is submitted, and the start-up scan adds every stored key before the filter
-//! is marked ready; until then every answer is "maybe". Entries purged later leave their
-//! bits set, which only raises the false-positive rate until the next start.
+//! It may answer "maybe" for a key that is absent (then the tree is read, as without the
+//! filter) but never "no" for a key that is present: no key is added to the tree after
+//! start, and the start-up scan adds every stored key before the filter is marked ready;
+//! until then every answer is "maybe". Entries purged later leave their bits set, which
+//! only raises the false-positive rate until the next start.
 //! Bits are set with atomic OR, so arbiters share it without a lock.
 
 use super::ledger;
@@ -48,7 +48,7 @@ impl IdemFilter {
         (0..PROBES).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) & self.bit_mask)
     }
 
-    pub fn insert(&self, key: &[u8]) {
+    fn insert(&self, key: &[u8]) {
         for bit in self.probes(key) {
             let word = &self.words[(bit >> 6) as usize];
             let mask = 1u64 << (bit & 63);

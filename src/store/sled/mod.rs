@@ -6,7 +6,8 @@
 //! `stripe_customers` (customer → org). Values are postcard behind a schema-version
 //! byte (`codec`). Ledger writes and usage records go through the group-commit writer
 //! thread (`writer`), durable through its write-ahead log (`wal`) and folded into sled
-//! by a checkpoint; other writes run on the blocking pool and end with a flush; every
+//! by a checkpoint, which also writes usage idempotency entries to their run files
+//! (`idem`, beside sled's files); other writes run on the blocking pool and end with a flush; every
 //! flush ends with an `fdatasync` (`durability`).
 
 use crate::store::codec;

@@ -123,27 +123,28 @@ async fn the_data_directory_holds_no_plaintext_token_or_key() {
     .unwrap();
     let key = minted["apiKey"].as_str().unwrap().to_owned();
     let secret = key.rsplit('.').next().unwrap().to_owned();
-    let res = c
-        .post(format!("{base}/api/usage/record"))
-        .bearer_auth(&key)
-        .json(&record(&org, "r", 1, MID_MONTH))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    let record_with_key = |base: String, id: &'static str| {
+        c.post(format!("{base}/api/usage/record"))
+            .bearer_auth(&key)
+            .json(&record(&org, id, 1, MID_MONTH))
+            .send()
+    };
+    assert_eq!(
+        record_with_key(base.clone(), "r").await.unwrap().status(),
+        200
+    );
     assert!(server.terminate().success());
     let needles = [ADMIN, SERVICE, key.as_str(), secret.as_str()];
     assert_no_plaintext(dir.path(), &needles);
     // After a kill -9 too: the write-ahead log then still holds the last commits.
     let mut server = Server::start(dir.path(), &[("EDGEQUOTA__CLOCK__START_AT", MID_MONTH)]);
-    let res = c
-        .post(format!("{}/api/usage/record", server.base))
-        .bearer_auth(&key)
-        .json(&record(&org, "r2", 1, MID_MONTH))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(
+        record_with_key(server.base.clone(), "r2")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     server.kill9();
     assert_no_plaintext(dir.path(), &needles);
 }

@@ -119,6 +119,7 @@ impl IdemRuns {
     }
 
     /// Whether a checkpoint has entries to write.
+    #[cfg(test)]
     pub fn has_pending(&self) -> bool {
         !lock(&self.memtable).is_empty()
     }
@@ -235,7 +236,8 @@ impl IdemRuns {
         pending + self.list().iter().map(|r| r.count).sum::<u64>()
     }
 
-    /// The runs held (tests and diagnostics).
+    /// The runs held.
+    #[cfg(test)]
     pub fn run_count(&self) -> usize {
         self.list().len()
     }
