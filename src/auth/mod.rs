@@ -12,6 +12,7 @@ use crate::config::Secret;
 use crate::domain::{KeyId, OrgId};
 use crate::store::{ApiKeyRecord, KeyStore, StoreResult};
 use dashmap::DashMap;
+use foldhash::fast::RandomState;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -49,7 +50,7 @@ impl From<&ApiKeyRecord> for KeyEntry {
 pub struct Authenticator {
     admin: HashSet<[u8; 32]>,
     service: HashSet<[u8; 32]>,
-    keys: DashMap<KeyId, KeyEntry>,
+    keys: DashMap<KeyId, KeyEntry, RandomState>,
     store: Arc<dyn KeyStore>,
     /// Where `refresh` continues reading the store's key changes from.
     cursor: AtomicU64,
@@ -74,7 +75,7 @@ impl Authenticator {
         store: Arc<dyn KeyStore>,
     ) -> StoreResult<Self> {
         let (cursor, _) = store.changes_since(0).await?;
-        let keys = DashMap::new();
+        let keys = DashMap::default();
         for r in store.all().await? {
             keys.insert(r.key_id.clone(), KeyEntry::from(&r));
         }

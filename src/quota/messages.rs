@@ -54,9 +54,48 @@ pub struct Record {
     pub now_ms: i64,
 }
 
-/// What the store answered for a record, once durable (shared by the record and every
-/// duplicate that arrives while it is in flight).
-pub type Answer = Shared<BoxFuture<'static, Result<Recorded, EngineError>>>;
+/// What the store answered for one submission of an org's records (a record, or a
+/// batch's records of that org), once durable, in order: shared by the callers, the
+/// actor's failure watch and every duplicate that arrives while it is in flight. One per
+/// submission, not per record: a batch's hundred records cost one hand-over, one future
+/// and one wake-up of the actor.
+pub type Answers = Shared<BoxFuture<'static, Arc<[Result<Recorded, EngineError>]>>>;
+
+/// One record's answer: its place in a submission's answers.
+#[derive(Clone)]
+pub struct Answer {
+    answers: Answers,
+    index: usize,
+}
+
+impl Answer {
+    pub fn new(answers: Answers, index: usize) -> Self {
+        Self { answers, index }
+    }
+
+    /// The store's answer, once durable.
+    pub async fn get(self) -> Result<Recorded, EngineError> {
+        let index = self.index;
+        let all = self.answers.await;
+        all.get(index).cloned().unwrap_or_else(|| {
+            Err(EngineError::Internal(format!(
+                "the store answered {} records of a submission, not record {index}",
+                all.len()
+            )))
+        })
+    }
+
+    /// The answer, if it has arrived (without polling: the actor's failure watch drives
+    /// every submission to its end, whether or not a caller still waits).
+    pub fn settled(&self) -> Option<Result<Recorded, EngineError>> {
+        let all = self.answers.peek()?;
+        Some(all.get(self.index).cloned().unwrap_or_else(|| {
+            Err(EngineError::Internal(
+                "record missing from its answers".into(),
+            ))
+        }))
+    }
+}
 
 /// Resolves once a commit is durable.
 pub type Durable = Shared<BoxFuture<'static, Result<(), EngineError>>>;
@@ -104,7 +143,7 @@ impl Message for Record {
 pub struct RecordBatch(pub Vec<Record>);
 
 impl Message for RecordBatch {
-    type Result = Result<Vec<Result<PendingRecord, EngineError>>, EngineError>;
+    type Result = Result<Vec<PendingRecord>, EngineError>;
 }
 
 /// Ensure the org's counter for `period` exists (rolling forward to it if newer).

@@ -55,7 +55,8 @@ impl QuotaEngine {
 
     /// Records several events of one org, in order, each exactly as `record` would;
     /// the outer error is the org's (unknown, store unavailable), the inner ones each
-    /// event's. One message to the org's actor carries them all.
+    /// event's. One message to the org's actor carries them all, and one submission to
+    /// the store.
     pub async fn record_batch(
         &self,
         org: &OrgId,
@@ -64,13 +65,12 @@ impl QuotaEngine {
     ) -> Result<Vec<Result<RecordReply, EngineError>>, EngineError> {
         let batch = RecordBatch(reqs.iter().map(|r| message(r, now)).collect());
         let pending = self.registry().send(org, batch).await?;
-        let settled = pending.into_iter().zip(reqs).map(|(p, req)| async move {
-            match p {
-                Ok(p) => self.settle(org, p, req).await,
-                Err(e) => Err(e),
-            }
-        });
-        Ok(futures_util::future::join_all(settled).await)
+        let mut out = Vec::with_capacity(reqs.len());
+        // One after the other: they share one answer, so the first wait is the only one.
+        for (p, req) in pending.into_iter().zip(reqs) {
+            out.push(self.settle(org, p, req).await);
+        }
+        Ok(out)
     }
 
     /// Awaits the store's answer to one record and publishes what it changed.
@@ -81,7 +81,7 @@ impl QuotaEngine {
         req: &RecordRequest,
     ) -> Result<RecordReply, EngineError> {
         let m = &self.context().metrics;
-        let answer = match pending.answer.await {
+        let answer = match pending.answer.get().await {
             Ok(answer) => answer,
             Err(e) => {
                 m.usage_records.with_label_values(&["failed"]).inc();

@@ -19,6 +19,7 @@ use crate::store::{OrgState, StoredLedger};
 use actix::prelude::*;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
+use foldhash::fast::RandomState;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,7 +43,7 @@ pub struct OrgHandle {
 /// The running actors by org. Only the registry adds to it; an actor removes only
 /// its own entry, through `ActorSlots`.
 #[derive(Default)]
-pub struct OrgMap(DashMap<OrgId, OrgHandle>);
+pub struct OrgMap(DashMap<OrgId, OrgHandle, RandomState>);
 
 impl ActorSlots for OrgMap {
     fn release(&self, org: &OrgId, generation: u64) {
@@ -56,7 +57,7 @@ pub struct Registry {
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: AtomicUsize,
     next_generation: AtomicU64,
-    missing: DashMap<OrgId, Instant>,
+    missing: DashMap<OrgId, Instant, RandomState>,
     cold_loads: Semaphore,
 }
 
@@ -70,7 +71,7 @@ impl Registry {
             arbiters: owned.iter().map(Arbiter::handle).collect(),
             next_arbiter: AtomicUsize::new(0),
             next_generation: AtomicU64::new(1),
-            missing: DashMap::new(),
+            missing: DashMap::default(),
             cold_loads: Semaphore::new(COLD_LOADS),
         };
         (registry, owned)

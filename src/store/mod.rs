@@ -104,6 +104,18 @@ pub trait LedgerStore: Send + Sync + 'static {
     fn counters(&self, org: &OrgId, period: PeriodKey) -> StoreFuture<HashMap<Metric, u64>>;
     /// Counts `usage` unless its request id was recorded before; durable on success.
     fn record(&self, org: &OrgId, usage: UsageRecord) -> StoreFuture<Recorded>;
+    /// Records several of one org's usage records, in order, each as `record` would (a
+    /// request id met again later in the list is that earlier record's replay or
+    /// conflict); answers per record, in order. By default one `record` each, sent in
+    /// order and awaited together.
+    fn record_many(
+        &self,
+        org: &OrgId,
+        usages: Vec<UsageRecord>,
+    ) -> BoxFuture<'static, Vec<StoreResult<Recorded>>> {
+        let records: Vec<_> = usages.into_iter().map(|u| self.record(org, u)).collect();
+        Box::pin(futures_util::future::join_all(records))
+    }
     /// Applies `writes` atomically and durably.
     fn commit(&self, org: &OrgId, writes: Vec<LedgerWrite>) -> StoreFuture<()>;
     /// Commits several orgs' writes — each org's atomically, not all together — and

@@ -11,9 +11,9 @@ use crate::http::fields::{record_request, RecordBody};
 use crate::http::AppState;
 use crate::quota::{EngineError, RecordReply, RecordRequest};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use foldhash::HashMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use std::collections::HashMap;
 
 /// Most events per batch.
 pub const MAX_EVENTS: usize = 1_000;
@@ -68,7 +68,7 @@ pub async fn record_batch(
     let now = state.now();
     let mut results: Vec<Option<Result<RecordReply, ApiError>>> = Vec::new();
     // Each org's accepted events, in input order, with their positions.
-    let mut by_org: HashMap<OrgId, (Vec<usize>, Vec<RecordRequest>)> = HashMap::new();
+    let mut by_org: HashMap<OrgId, (Vec<usize>, Vec<RecordRequest>)> = HashMap::default();
     let mut orgs_in_order: Vec<OrgId> = Vec::new();
     for (i, event) in events.iter().enumerate() {
         let checked = parse_json::<RecordBody>(event.get().as_bytes())

@@ -74,16 +74,18 @@ impl Handler<Record> for OrgActor {
 
     fn handle(&mut self, msg: Record, ctx: &mut Context<Self>) -> Self::Result {
         refuse_if_retired!(self);
-        self.record(msg, ctx)
+        self.record_many(vec![msg], ctx)
+            .pop()
+            .ok_or_else(|| EngineError::Internal("record not answered".into()))
     }
 }
 
 impl Handler<RecordBatch> for OrgActor {
-    type Result = Result<Vec<Result<PendingRecord, EngineError>>, EngineError>;
+    type Result = Result<Vec<PendingRecord>, EngineError>;
 
     fn handle(&mut self, msg: RecordBatch, ctx: &mut Context<Self>) -> Self::Result {
         refuse_if_retired!(self);
-        Ok(msg.0.into_iter().map(|r| self.record(r, ctx)).collect())
+        Ok(self.record_many(msg.0, ctx))
     }
 }
 

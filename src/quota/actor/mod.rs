@@ -45,10 +45,8 @@ struct Known {
 }
 
 impl Known {
-    /// Polls the shared future once, so the answer does not depend on whether the
-    /// original caller is still awaiting it.
     fn in_flight(&self) -> bool {
-        self.answer.clone().now_or_never().is_none()
+        self.answer.settled().is_none()
     }
 }
 
@@ -65,7 +63,7 @@ pub struct OrgActor {
     rolled_from: Option<(PeriodKey, Durable)>,
     billing: BillingRecord,
     view: Arc<OrgView>,
-    recent: HashMap<RequestId, Known>,
+    recent: foldhash::HashMap<RequestId, Known>,
     recent_order: VecDeque<RequestId>,
     /// Commits not yet finished.
     in_flight: usize,
@@ -103,7 +101,7 @@ impl OrgActor {
             rolled_from: snapshot.rolled_from.map(|p| (p, ready_durable())),
             billing: snapshot.billing,
             view,
-            recent: HashMap::new(),
+            recent: Default::default(),
             recent_order: VecDeque::new(),
             in_flight: 0,
             touched: true,

@@ -4,11 +4,12 @@
 //! the actor only orders and caches.
 
 use super::{Known, OrgActor};
-use crate::domain::RequestId;
-use crate::quota::messages::{EngineError, PendingRecord, Record};
+use crate::domain::{PeriodKey, RequestId};
+use crate::quota::messages::{Answer, Answers, EngineError, PendingRecord, Record};
 use crate::store::{Recorded, UsageRecord};
 use actix::prelude::*;
 use futures_util::FutureExt;
+use std::sync::Arc;
 
 impl OrgActor {
     /// Keeps at most the configured number of answered ids, never dropping one whose
@@ -40,68 +41,157 @@ impl OrgActor {
         if known.fingerprint != msg.fingerprint {
             return None;
         }
-        let settled = known.answer.clone().now_or_never();
-        if matches!(settled, Some(Err(_)) | Some(Ok(Recorded::Conflict))) {
+        if matches!(
+            known.answer.settled(),
+            Some(Err(_)) | Some(Ok(Recorded::Conflict))
+        ) {
             return None;
         }
-        Some(PendingRecord {
-            answer: known.answer.clone(),
-            replayed: true,
-            view: self.view.clone(),
-            slot: None,
-            generation: self.generation,
-        })
+        Some(self.pending(known.answer.clone(), true, None))
     }
 
-    pub(super) fn record(
-        &mut self,
-        msg: Record,
-        ctx: &mut Context<Self>,
-    ) -> Result<PendingRecord, EngineError> {
-        if let Some(pending) = self.known_answer(&msg) {
-            return Ok(pending);
-        }
-        let index = self.shared.catalogue.metric_index(&msg.metric);
-        let period = self.view.period();
-        let slot = index.and_then(|i| Some((i, period, self.view.epoch(i)?)));
-        let usage = UsageRecord {
-            period: msg.period,
-            metric: msg.metric.clone(),
-            delta: msg.value,
-            request: msg.request.clone(),
-            fingerprint: msg.fingerprint,
-            included: self.plan.included(&msg.metric),
-            now_ms: msg.now_ms,
-        };
-        let stored = self.shared.backend.ledger.record(&self.org, usage);
-        let answer = async move { stored.await.map_err(EngineError::from) }
-            .boxed()
-            .shared();
-        self.remember(
-            msg.request.clone(),
-            Known {
-                fingerprint: msg.fingerprint,
-                answer: answer.clone(),
-            },
-        );
-        // A failed write may still have been applied (its flush failed): the view can
-        // be behind the store, so the actor retires even if its caller has gone.
-        ctx.spawn(
-            answer
-                .clone()
-                .into_actor(self)
-                .map(|res, act, ctx| match res {
-                    Err(e) if !e.is_unreachable() => act.retire_after_failure(&e, ctx),
-                    _ => {}
-                }),
-        );
-        Ok(PendingRecord {
+    fn pending(
+        &self,
+        answer: Answer,
+        replayed: bool,
+        slot: Option<(usize, PeriodKey, u64)>,
+    ) -> PendingRecord {
+        PendingRecord {
             answer,
-            replayed: false,
+            replayed,
             view: self.view.clone(),
-            // Only a record of the view's own period moves the view.
-            slot: slot.filter(|(_, p, _)| *p == msg.period),
+            slot,
             generation: self.generation,
-        })
+        }
     }
+
+    /// Records `msgs` in order, each as if alone: a request this actor knows is answered
+    /// from memory (so is a duplicate of an earlier record of the same message); the
+    /// rest go to the store in one submission.
+    pub(super) fn record_many(
+        &mut self,
+        msgs: Vec<Record>,
+        ctx: &mut Context<Self>,
+    ) -> Vec<PendingRecord> {
+        let mut from = Vec::with_capacity(msgs.len());
+        // Positions in `msgs` of the records the store decides; their slot is their
+        // place in this list.
+        let mut fresh: Vec<usize> = Vec::with_capacity(msgs.len());
+        {
+            // The latest slot of each request id of this message, as `recent` will hold it.
+            let mut latest: foldhash::HashMap<&RequestId, usize> = Default::default();
+            for (i, msg) in msgs.iter().enumerate() {
+                match latest.get(&msg.request) {
+                    Some(&slot) if msgs[fresh[slot]].fingerprint == msg.fingerprint => {
+                        from.push(From::Earlier(slot));
+                        continue;
+                    }
+                    Some(_) => {}
+                    None => {
+                        if let Some(pending) = self.known_answer(msg) {
+                            from.push(From::Memory(pending));
+                            continue;
+                        }
+                    }
+                }
+                if msgs.len() > 1 {
+                    latest.insert(&msg.request, fresh.len());
+                }
+                from.push(From::Store(fresh.len()));
+                fresh.push(i);
+            }
+        }
+        let answers = (!fresh.is_empty()).then(|| self.submit(&msgs, &fresh, ctx));
+        let period = self.view.period();
+        let mut out = Vec::with_capacity(msgs.len());
+        for (msg, from) in msgs.into_iter().zip(from) {
+            let pending = match (from, &answers) {
+                (From::Memory(pending), _) => pending,
+                (From::Store(slot), Some(answers)) => {
+                    let answer = Answer::new(answers.clone(), slot);
+                    // Only a record of the view's own period moves the view.
+                    let view_slot = self
+                        .shared
+                        .catalogue
+                        .metric_index(&msg.metric)
+                        .and_then(|i| Some((i, period, self.view.epoch(i)?)))
+                        .filter(|_| msg.period == period);
+                    self.remember(
+                        msg.request,
+                        Known {
+                            fingerprint: msg.fingerprint,
+                            answer: answer.clone(),
+                        },
+                    );
+                    self.pending(answer, false, view_slot)
+                }
+                (From::Earlier(slot), Some(answers)) => {
+                    self.pending(Answer::new(answers.clone(), slot), true, None)
+                }
+                // `answers` exists whenever a record went to the store.
+                (From::Store(_) | From::Earlier(_), None) => self.pending(
+                    Answer::new(
+                        futures_util::future::ready(Arc::from([])).boxed().shared(),
+                        0,
+                    ),
+                    false,
+                    None,
+                ),
+            };
+            out.push(pending);
+        }
+        out
+    }
+
+    /// Hands the records at `fresh` to the store in one submission, and watches it: a
+    /// failed write may still have been applied (its flush failed), so the view can be
+    /// behind the store and the actor retires, even if every caller has gone.
+    fn submit(&self, msgs: &[Record], fresh: &[usize], ctx: &mut Context<Self>) -> Answers {
+        let usages = fresh
+            .iter()
+            .map(|&i| {
+                let msg = &msgs[i];
+                UsageRecord {
+                    period: msg.period,
+                    metric: msg.metric.clone(),
+                    delta: msg.value,
+                    request: msg.request.clone(),
+                    fingerprint: msg.fingerprint,
+                    included: self.plan.included(&msg.metric),
+                    now_ms: msg.now_ms,
+                }
+            })
+            .collect();
+        let stored = self.shared.backend.ledger.record_many(&self.org, usages);
+        let answers: Answers = async move {
+            let each: Vec<_> = stored
+                .await
+                .into_iter()
+                .map(|r| r.map_err(EngineError::from))
+                .collect();
+            Arc::<[_]>::from(each)
+        }
+        .boxed()
+        .shared();
+        ctx.spawn(answers.clone().into_actor(self).map(|all, act, ctx| {
+            let failed = all.iter().find_map(|r| match r {
+                Err(e) if !e.is_unreachable() => Some(e),
+                _ => None,
+            });
+            if let Some(e) = failed {
+                act.retire_after_failure(e, ctx);
+            }
+        }));
+        answers
+    }
+}
+
+/// Where one record of a message gets its answer.
+enum From {
+    /// From an earlier message's record of the same request.
+    Memory(PendingRecord),
+    /// From the store: this slot of the submission.
+    Store(usize),
+    /// From an earlier record of this message with the same request and payload.
+    Earlier(usize),
 }

@@ -6,7 +6,7 @@
 //! whenever they pass a cap, so the cache stays bounded by the live counters.
 
 use super::ledger;
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 /// Clean totals kept before the cache is emptied of them.
 const CLEAN_CAP: usize = 200_000;

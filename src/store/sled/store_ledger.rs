@@ -102,8 +102,20 @@ impl LedgerStore for SledLedger {
     }
 
     fn record(&self, org: &OrgId, usage: UsageRecord) -> StoreFuture<Recorded> {
-        let rx = self.commit.record(org.clone(), usage);
-        async move { rx.await.map_err(|_| StoreError::WriterGone)? }.boxed()
+        let rx = self.commit.records(org.clone(), vec![usage]);
+        async move {
+            let mut each = rx.await.map_err(|_| StoreError::WriterGone)?;
+            each.pop().unwrap_or(Err(StoreError::WriterGone))
+        }
+        .boxed()
+    }
+
+    fn record_many(
+        &self,
+        org: &OrgId,
+        usages: Vec<UsageRecord>,
+    ) -> futures_util::future::BoxFuture<'static, Vec<StoreResult<Recorded>>> {
+        answers(usages.len(), self.commit.records(org.clone(), usages))
     }
 
     fn commit(&self, org: &OrgId, writes: Vec<LedgerWrite>) -> StoreFuture<()> {
@@ -153,13 +165,13 @@ impl LedgerStore for SledLedger {
 
 /// The writer's answers to a hand-over of `orgs` orgs' writes (each failed if the writer
 /// stopped first).
-fn answers(
-    orgs: usize,
-    rx: tokio::sync::oneshot::Receiver<Vec<StoreResult<()>>>,
-) -> futures_util::future::BoxFuture<'static, Vec<StoreResult<()>>> {
+fn answers<T: Send + 'static>(
+    count: usize,
+    rx: tokio::sync::oneshot::Receiver<Vec<StoreResult<T>>>,
+) -> futures_util::future::BoxFuture<'static, Vec<StoreResult<T>>> {
     async move {
         rx.await
-            .unwrap_or_else(|_| (0..orgs).map(|_| Err(StoreError::WriterGone)).collect())
+            .unwrap_or_else(|_| (0..count).map(|_| Err(StoreError::WriterGone)).collect())
     }
     .boxed()
 }

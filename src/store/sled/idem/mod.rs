@@ -20,7 +20,6 @@ use crate::store::sled::ledger::IdemEntry;
 use crate::store::sled::lock;
 use crate::store::{Purged, StoreResult};
 use run::{io, Run, RunWriter};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -35,7 +34,7 @@ type RunList = Arc<Vec<Arc<Run>>>;
 pub struct IdemRuns {
     dir: PathBuf,
     /// Entries durable in the log only (the writer's; the purge drops expired ones).
-    memtable: Mutex<HashMap<Vec<u8>, IdemEntry>>,
+    memtable: Mutex<foldhash::HashMap<Vec<u8>, IdemEntry>>,
     runs: RwLock<RunList>,
     next_id: AtomicU64,
     /// Held by a merge or the purge for its whole run: they replace runs.
@@ -77,7 +76,7 @@ impl IdemRuns {
         runs.sort_by_key(|r| r.id);
         let this = Arc::new(Self {
             dir,
-            memtable: Mutex::new(HashMap::new()),
+            memtable: Mutex::new(Default::default()),
             runs: RwLock::new(Arc::new(runs)),
             next_id: AtomicU64::new(max_id + 1),
             maintenance: Mutex::new(()),

@@ -10,7 +10,7 @@ use crate::store::sled::ledger::{self, IdemEntry};
 use crate::store::sled::wal::Ops;
 use crate::store::sled::{lock, Inner};
 use crate::store::{record_body, LedgerWrite, Recorded, StoreError, StoreResult, UsageRecord};
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -28,9 +28,9 @@ fn add_signed(total: u64, delta: i64) -> u64 {
 }
 
 enum Answer {
-    Record(
-        oneshot::Sender<StoreResult<Recorded>>,
-        StoreResult<Recorded>,
+    Records(
+        oneshot::Sender<Vec<StoreResult<Recorded>>>,
+        Vec<StoreResult<Recorded>>,
     ),
     /// Per org: its own failure, or `Ok` to be answered with the batch's outcome.
     Many(oneshot::Sender<Vec<StoreResult<()>>>, Vec<StoreResult<()>>),
@@ -53,6 +53,8 @@ pub(super) struct Batch<'a> {
     /// The idempotency entries this batch writes (to the runs' memory once applied).
     entries: Vec<(Vec<u8>, IdemEntry)>,
     answers: Vec<Answer>,
+    /// The records among `answers` beyond one per message (a batch's weight).
+    extra_records: usize,
     reads: Vec<Read>,
     /// Someone waits for a flush of writes made outside this batch.
     flush_asked: bool,
@@ -69,28 +71,30 @@ impl<'a> Batch<'a> {
             tree_puts: false,
             ops: Ops::default(),
             writes: 0,
-            totals: HashMap::new(),
-            requests: HashMap::new(),
+            totals: HashMap::default(),
+            requests: HashMap::default(),
             entries: Vec::new(),
             answers: Vec::new(),
+            extra_records: 0,
             reads: Vec::new(),
             flush_asked: false,
             sync_asked: false,
         }
     }
 
-    /// Messages taken in so far that wait for this batch (answers and reads).
+    /// What waits for this batch so far: answers (a batch's records each) and reads.
     pub(super) fn len(&self) -> usize {
-        self.answers.len() + self.reads.len()
+        self.answers.len() + self.extra_records + self.reads.len()
     }
 
     /// Takes one message in; false for `Shutdown`.
     pub(super) fn add(&mut self, msg: Msg) -> bool {
         match msg {
-            Msg::Record(org, usage, tx) => {
+            Msg::Records(org, usages, tx) => {
                 self.sync_asked = true;
-                let outcome = self.record(&org, usage);
-                self.answers.push(Answer::Record(tx, outcome));
+                self.extra_records += usages.len().saturating_sub(1);
+                let each = usages.into_iter().map(|u| self.record(&org, u)).collect();
+                self.answers.push(Answer::Records(tx, each));
             }
             Msg::CommitMany(writes, durable, tx) => {
                 self.sync_asked |= durable == Durable::Now;
@@ -232,6 +236,7 @@ impl<'a> Batch<'a> {
             totals,
             entries,
             answers,
+            extra_records,
             reads,
             flush_asked,
             sync_asked,
@@ -254,17 +259,20 @@ impl<'a> Batch<'a> {
             } else {
                 inner.barrier()
             };
-            m.commit_batch_size.observe(answers.len() as f64);
+            let waiting = answers.len() + extra_records;
+            m.commit_batch_size.observe(waiting as f64);
             m.commit_duration.observe(started.elapsed().as_secs_f64());
             if let Err(e) = &result {
                 m.commit_errors.inc();
-                tracing::error!(error = %crate::errors::chain(e), writes = answers.len(), "group commit failed");
+                tracing::error!(error = %crate::errors::chain(e), writes = waiting, "group commit failed");
             }
             for answer in answers {
                 match (answer, &result) {
-                    (Answer::Record(tx, outcome), Ok(())) => drop(tx.send(outcome)),
+                    (Answer::Records(tx, each), Ok(())) => drop(tx.send(each)),
                     (Answer::Flush(tx), Ok(())) => drop(tx.send(Ok(()))),
-                    (Answer::Record(tx, _), Err(e)) => drop(tx.send(Err(e.clone()))),
+                    (Answer::Records(tx, each), Err(e)) => {
+                        drop(tx.send(each.iter().map(|_| Err(e.clone())).collect()))
+                    }
                     (Answer::Flush(tx), Err(e)) => drop(tx.send(Err(e.clone()))),
                     (Answer::Many(tx, each), Ok(())) => drop(tx.send(each)),
                     (Answer::Many(tx, each), Err(e)) => {

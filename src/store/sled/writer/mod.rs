@@ -53,7 +53,12 @@ enum Durable {
 }
 
 enum Msg {
-    Record(OrgId, UsageRecord, oneshot::Sender<StoreResult<Recorded>>),
+    /// One org's records, in order; answered per record.
+    Records(
+        OrgId,
+        Vec<UsageRecord>,
+        oneshot::Sender<Vec<StoreResult<Recorded>>>,
+    ),
     /// Each org's writes, atomically per org; answered per org, in order.
     CommitMany(
         Vec<(OrgId, Vec<LedgerWrite>)>,
@@ -73,16 +78,17 @@ pub struct CommitHandle {
 }
 
 impl CommitHandle {
-    pub fn record(
+    /// Records one org's `usages` in order; answers per record once they are durable.
+    pub fn records(
         &self,
         org: OrgId,
-        usage: UsageRecord,
-    ) -> oneshot::Receiver<StoreResult<Recorded>> {
+        usages: Vec<UsageRecord>,
+    ) -> oneshot::Receiver<Vec<StoreResult<Recorded>>> {
         let (tx, rx) = oneshot::channel();
-        if let Err(mpsc::SendError(Msg::Record(_, _, tx))) =
-            self.tx.send(Msg::Record(org, usage, tx))
+        if let Err(mpsc::SendError(Msg::Records(_, usages, tx))) =
+            self.tx.send(Msg::Records(org, usages, tx))
         {
-            let _ = tx.send(Err(StoreError::WriterGone));
+            let _ = tx.send(usages.iter().map(|_| Err(StoreError::WriterGone)).collect());
         }
         rx
     }
