@@ -159,3 +159,45 @@ async fn smoke_reports_a_failing_store_from_one_run_shared_by_concurrent_callers
     assert_eq!(res.status(), 200);
     assert_eq!(body(res).await["ok"], true);
 }
+
+/// A caller that hangs up while its record waits for the disk does not take the record
+/// out of the quota: the record is durable, so the org's live counter shows it too (a
+/// tenant who disconnects must not spend units the checks never see).
+#[actix_web::test]
+async fn a_record_whose_caller_hung_up_still_counts_in_the_live_quota() {
+    let app = spawn_app().await;
+    let org = app.create_org().await;
+    assert_eq!(used(&app, &org).await, 0, "the actor is live and empty");
+    app.faults.hold_next_commit();
+    let hung_up = app
+        .client
+        .post(app.url("/api/usage/record"))
+        .bearer_auth(SERVICE)
+        .timeout(Duration::from_millis(300))
+        .json(&json!({"orgId": org, "metric": "api_call", "value": 7,
+                      "occurredAt": app.clock_now(), "request_id": "hung-up"}))
+        .send();
+    let faults = app.faults.clone();
+    let held = actix_rt::task::spawn_blocking(move || faults.wait_held(Duration::from_secs(5)));
+    let (sent, held) = futures::join!(hung_up, held);
+    assert!(held.unwrap(), "the writer never reached the commit");
+    assert!(
+        sent.is_err(),
+        "the caller gave up while the writer was held"
+    );
+    // The server notices the closed connection and drops the request's handler.
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    app.faults.release();
+    let mut seen = used(&app, &org).await;
+    for _ in 0..50 {
+        if seen == 7 {
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+        seen = used(&app, &org).await;
+    }
+    assert_eq!(seen, 7, "the durable record is in the live counter");
+    let replay = app.record(&org, "hung-up", 7).await;
+    assert_eq!(body(replay).await["used"], 7, "and counted once");
+    assert_eq!(used(&app, &org).await, 7);
+}
