@@ -37,6 +37,8 @@
 #                       dwarf,16384 -F 499" for call chains through code without frame pointers)
 #                       ROUTES="ceiling check consume record" (which, in this order;
 #                       also authorize, batch, rls)  KEYS=1000  BATCH=100
+#                       BATCH_ORGS=0 (each batch event a random org; N > 0: a batch's
+#                       events spread over N random orgs, as a backend batching per tenant)
 # Needs: cargo, curl, python3; installs `wrk` with apt-get when it is missing.
 #
 # Any EDGEQUOTA__* variable set by the caller reaches the server too, e.g.
@@ -57,6 +59,7 @@ WARMUP=${WARMUP:-3}
 ROUTES=${ROUTES:-ceiling check consume record}
 KEYS=${KEYS:-1000}
 BATCH=${BATCH:-100}
+BATCH_ORGS=${BATCH_ORGS:-0}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -152,6 +155,7 @@ end
 
 local orgs, n, keys, nkeys, seq, prefix, headers
 local batch = tonumber(os.getenv("BATCH") or "100")
+local batch_orgs = tonumber(os.getenv("BATCH_ORGS") or "0")
 non200 = 0 -- global: done() reads it with thread:get
 
 function init(args)
@@ -189,9 +193,12 @@ function request()
   if mode == "batch" then
     local at = os.date("!%Y-%m-%dT%H:%M:%SZ")
     local events = {}
+    local picked = {}
+    for i = 1, batch_orgs do picked[i] = orgs[math.random(n)] end
     for i = 1, batch do
       seq = seq + 1
-      events[i] = '{"orgId":"' .. orgs[math.random(n)] .. '","metric":"api_call","value":1,"occurredAt":"'
+      local event_org = batch_orgs > 0 and picked[(i - 1) % batch_orgs + 1] or orgs[math.random(n)]
+      events[i] = '{"orgId":"' .. event_org .. '","metric":"api_call","value":1,"occurredAt":"'
         .. at .. '","request_id":"' .. prefix .. "-" .. seq .. '"}'
     end
     return wrk.format("POST", "/api/usage/record.batch", headers,
@@ -244,7 +251,7 @@ run() { # run MODE: a warm-up, then the measured run; prints wrk's RESULT line
     fi
     [[ "$mode" == ceiling ]] && target=$CEILING_BASE
     if [[ "$WARMUP" -gt 0 ]]; then
-        MODE=$mode TOKEN=$SERVICE_TOKEN ORGS_FILE="$WORK/orgs.txt" KEYS_FILE="$WORK/keys.txt" BATCH=$BATCH \
+        MODE=$mode TOKEN=$SERVICE_TOKEN ORGS_FILE="$WORK/orgs.txt" KEYS_FILE="$WORK/keys.txt" BATCH=$BATCH BATCH_ORGS=$BATCH_ORGS \
             wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$WORK/load.lua" "$target" \
             >/dev/null 2>&1
     fi
@@ -255,7 +262,7 @@ run() { # run MODE: a warm-up, then the measured run; prints wrk's RESULT line
     ticks_before=$(cpu_ticks "$loaded")
     threads_before=$(thread_ticks "$loaded")
     perf_start "$mode"
-    MODE=$mode TOKEN=$SERVICE_TOKEN ORGS_FILE="$WORK/orgs.txt" KEYS_FILE="$WORK/keys.txt" BATCH=$BATCH \
+    MODE=$mode TOKEN=$SERVICE_TOKEN ORGS_FILE="$WORK/orgs.txt" KEYS_FILE="$WORK/keys.txt" BATCH=$BATCH BATCH_ORGS=$BATCH_ORGS \
         wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/load.lua" "$target" \
         >"$WORK/$mode.out" 2>"$WORK/$mode.err" || { cat "$WORK/$mode.err" >&2; exit 1; }
     if [[ -s "$WORK/$mode.err" ]]; then sed 's/^/    /' "$WORK/$mode.err" >&2; fi

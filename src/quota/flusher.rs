@@ -47,28 +47,44 @@ pub fn usage_writes(ctx: &EngineContext, taken: &Taken) -> Vec<LedgerWrite> {
 /// so its units go as they are; an org found twice (a retired actor's view beside its
 /// successor's) is simply committed twice, in order.
 pub async fn flush_consumes(ctx: &EngineContext) -> usize {
-    let mut writes = ctx.consumed.take_unpersisted();
+    let kept = ctx.consumed.take_unpersisted();
+    // The writes are needed again only if their commit fails: what a failed flush kept
+    // (rare) is cloned, the views' units are rebuilt from what was taken.
+    let mut again: Vec<Again> = kept.iter().map(|(_, w)| Again::Kept(w.clone())).collect();
+    let mut writes = kept;
     for (org, view) in ctx.consumed.take() {
-        let w = usage_writes(ctx, &view.take_pending());
+        let taken = view.take_pending();
+        let w = usage_writes(ctx, &taken);
         if !w.is_empty() {
             writes.push((org, w));
+            again.push(Again::Taken(taken));
         }
     }
     let flushed = writes.len();
     if flushed > 0 {
-        // The writes are needed again only if their commit fails.
-        let results = ctx.backend.ledger.commit_consumed(writes.clone()).await;
-        for ((org, w), result) in writes.into_iter().zip(results) {
+        let orgs: Vec<OrgId> = writes.iter().map(|(org, _)| org.clone()).collect();
+        let results = ctx.backend.ledger.commit_consumed(writes).await;
+        for ((org, again), result) in orgs.into_iter().zip(again).zip(results) {
             if let Err(e) = result {
                 // Kept, merged, for the next flush; counted in memory meanwhile.
                 ctx.metrics.consume_persist_failures.inc();
                 tracing::warn!(org = %org, error.cause_chain = %crate::errors::chain(&e), "consumed units not persisted yet; retried at the next flush");
+                let w = match again {
+                    Again::Kept(w) => w,
+                    Again::Taken(taken) => usage_writes(ctx, &taken),
+                };
                 ctx.consumed.keep_failed(&org, w);
             }
         }
     }
     ctx.degraded.set_flush(ctx.consumed.has_unpersisted());
     flushed
+}
+
+/// How to write a flushed org's units again if their commit fails.
+enum Again {
+    Kept(Vec<LedgerWrite>),
+    Taken(Taken),
 }
 
 /// Runs the flusher every `interval` until the engine stops it.
