@@ -1,7 +1,8 @@
-//! Keeping the runs few: a background thread merges runs of similar size (a checkpoint
-//! adds one run each time), so a look-up probes a few dozen filters at most however long
-//! the service has run; and the rewrite both merges and the purge use (a streaming k-way
-//! merge, so memory holds one block per input, never a run).
+//! Keeping the runs few: a background thread merges runs of similar size (a frozen
+//! table or a checkpoint adds one run each time), so a look-up probes a few dozen
+//! filters at most however long the service has run; the thread that writes frozen
+//! tables; and the rewrite both merges and the purge use (a streaming k-way merge, so
+//! memory holds one block per input, never a run).
 
 use super::run::{io, Entry, Run, RunWriter};
 use super::{hash, IdemRuns};
@@ -21,17 +22,33 @@ pub(super) struct Maintainer {
 }
 
 impl Maintainer {
-    pub(super) fn start(runs: Weak<IdemRuns>) -> std::io::Result<Self> {
+    /// The merges, run when a run is added.
+    pub(super) fn merges(runs: Weak<IdemRuns>) -> std::io::Result<Self> {
+        Self::start("edgequota-idem-merge", runs, |runs| {
+            if let Err(e) = compact(runs) {
+                tracing::error!(error = %crate::errors::chain(&e), "merging idempotency runs failed; look-ups stay correct, only slower, and the next checkpoint retries");
+            }
+        })
+    }
+
+    /// The writes of frozen tables (a thread of their own: a merge can take seconds).
+    pub(super) fn frozen_writes(runs: Weak<IdemRuns>) -> std::io::Result<Self> {
+        Self::start("edgequota-idem-run", runs, |runs| {
+            if let Err(e) = runs.write_frozen() {
+                tracing::warn!(error = %crate::errors::chain(&e), "writing idempotency entries as a run failed; they stay in memory and in the log, and the next checkpoint writes them");
+            }
+        })
+    }
+
+    fn start(name: &str, runs: Weak<IdemRuns>, job: fn(&IdemRuns)) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
-            .name("edgequota-idem-merge".into())
+            .name(name.into())
             .spawn(move || {
                 while rx.recv().is_ok() {
                     while rx.try_recv().is_ok() {}
                     let Some(runs) = runs.upgrade() else { break };
-                    if let Err(e) = compact(&runs) {
-                        tracing::error!(error = %crate::errors::chain(&e), "merging idempotency runs failed; look-ups stay correct, only slower, and the next checkpoint retries");
-                    }
+                    job(&runs);
                 }
             })?;
         Ok(Self { tx, thread })

@@ -1,7 +1,9 @@
 //! `IdemRuns`: where the usage idempotency entries live — an in-memory table of the
 //! entries made durable since the last checkpoint (their durability is the write-ahead
-//! log's), and immutable sorted run files in `<data>/idempotency/` that each checkpoint
-//! adds one of and a background thread merges (`maintain`).
+//! log's), the tables frozen from it for a background thread to write as runs, and
+//! immutable sorted run files in `<data>/idempotency/`, which another background thread
+//! merges (`maintain`). A checkpoint writes what is left in memory before the log is
+//! emptied.
 //!
 //! Why not sled: an entry is written once per record and read almost never (only by a
 //! retry), and a sled insert per entry (~17 µs of the writer thread's CPU) was what bound
@@ -31,16 +33,31 @@ const DIR: &str = "idempotency";
 /// The runs, oldest first.
 type RunList = Arc<Vec<Arc<Run>>>;
 
+type Table = foldhash::HashMap<Vec<u8>, IdemEntry>;
+
+/// Entries past which the in-memory table is frozen and written as a run in the
+/// background: a checkpoint then writes at most about this many itself (plus waits for
+/// one such write under way), not the whole log's — at 100k records/s that was ~400k
+/// entries, 330–450 ms of the writer thread with every durable write waiting.
+const FREEZE_AT: usize = 32_768;
+
 pub struct IdemRuns {
     dir: PathBuf,
     /// Entries durable in the log only (the writer's; the purge drops expired ones).
-    memtable: Mutex<foldhash::HashMap<Vec<u8>, IdemEntry>>,
+    memtable: Mutex<Table>,
+    /// Tables taken from `memtable` to be written as runs, oldest first; found here until
+    /// their run is in `runs`.
+    frozen: Mutex<Vec<Arc<Table>>>,
+    /// Held while frozen tables are written or purged, so that each is written once.
+    writing: Mutex<()>,
     runs: RwLock<RunList>,
     next_id: AtomicU64,
     /// Held by a merge or the purge for its whole run: they replace runs.
     maintenance: Mutex<()>,
     stopping: AtomicBool,
     maintainer: Mutex<Option<maintain::Maintainer>>,
+    /// The thread that writes frozen tables.
+    freezer: Mutex<Option<maintain::Maintainer>>,
 }
 
 impl IdemRuns {
@@ -77,14 +94,19 @@ impl IdemRuns {
         let this = Arc::new(Self {
             dir,
             memtable: Mutex::new(Default::default()),
+            frozen: Mutex::new(Vec::new()),
+            writing: Mutex::new(()),
             runs: RwLock::new(Arc::new(runs)),
             next_id: AtomicU64::new(max_id + 1),
             maintenance: Mutex::new(()),
             stopping: AtomicBool::new(false),
             maintainer: Mutex::new(None),
+            freezer: Mutex::new(None),
         });
-        let maintainer = maintain::Maintainer::start(Arc::downgrade(&this)).map_err(io)?;
+        let maintainer = maintain::Maintainer::merges(Arc::downgrade(&this)).map_err(io)?;
         *lock(&this.maintainer) = Some(maintainer);
+        let freezer = maintain::Maintainer::frozen_writes(Arc::downgrade(&this)).map_err(io)?;
+        *lock(&this.freezer) = Some(freezer);
         Ok(this)
     }
 
@@ -101,6 +123,10 @@ impl IdemRuns {
         if let Some(e) = lock(&self.memtable).get(key) {
             return Ok(Some(e.clone()));
         }
+        // A frozen table leaves this list only once its run is in `runs`: read after it.
+        if let Some(e) = lock(&self.frozen).iter().rev().find_map(|t| t.get(key)) {
+            return Ok(Some(e.clone()));
+        }
         for r in self.list().iter().rev() {
             if r.may_contain(hash) {
                 if let Some(e) = r.get(key, hash)? {
@@ -112,55 +138,75 @@ impl IdemRuns {
     }
 
     /// Takes entries just made durable by the log (a group commit, or the log's replay
-    /// at open).
+    /// at open); past `FREEZE_AT` the table goes to the background writer.
     pub fn insert(&self, entries: impl IntoIterator<Item = (Vec<u8>, IdemEntry)>) {
-        lock(&self.memtable).extend(entries);
+        let full = {
+            let mut memtable = lock(&self.memtable);
+            memtable.extend(entries);
+            memtable.len() >= FREEZE_AT
+        };
+        if full && self.freeze() {
+            if let Some(f) = lock(&self.freezer).as_ref() {
+                f.nudge();
+            }
+        }
+    }
+
+    /// Moves the in-memory table to the frozen ones; false when it was empty.
+    fn freeze(&self) -> bool {
+        let mut memtable = lock(&self.memtable);
+        if memtable.is_empty() {
+            return false;
+        }
+        let table = std::mem::take(&mut *memtable);
+        lock(&self.frozen).push(Arc::new(table));
+        true
     }
 
     /// Whether a checkpoint has entries to write.
     #[cfg(test)]
     pub fn has_pending(&self) -> bool {
-        !lock(&self.memtable).is_empty()
+        !lock(&self.memtable).is_empty() || !lock(&self.frozen).is_empty()
     }
 
-    /// Writes the in-memory entries as a new run (durable when this returns), so that
+    /// Writes every entry held in memory as runs (durable when this returns), so that
     /// the log may be emptied; on failure they stay in memory (and the log) for the next
     /// checkpoint. The writer thread's, as part of a checkpoint.
     pub fn write_pending(&self) -> StoreResult<()> {
-        let pending = std::mem::take(&mut *lock(&self.memtable));
-        if pending.is_empty() {
-            return Ok(());
+        self.freeze();
+        self.write_frozen()
+    }
+
+    /// Writes the frozen tables as runs, oldest first; one that fails stays frozen (and
+    /// found) with those after it.
+    fn write_frozen(&self) -> StoreResult<()> {
+        let _held = lock(&self.writing);
+        loop {
+            let Some(table) = lock(&self.frozen).first().cloned() else {
+                return Ok(());
+            };
+            let run = self.write_run(&table)?;
+            let mut runs = self.runs.write().unwrap_or_else(|p| p.into_inner());
+            let mut next = runs.as_ref().clone();
+            next.push(Arc::new(run));
+            *runs = Arc::new(next);
+            drop(runs);
+            lock(&self.frozen).retain(|t| !Arc::ptr_eq(t, &table));
+            if let Some(m) = lock(&self.maintainer).as_ref() {
+                m.nudge();
+            }
         }
-        let mut sorted: Vec<_> = pending.iter().map(|(k, e)| (hash(k), k, e)).collect();
+    }
+
+    fn write_run(&self, table: &Table) -> StoreResult<Run> {
+        let mut sorted: Vec<_> = table.iter().map(|(k, e)| (hash(k), k, e)).collect();
         sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-        let written = (|| {
-            let mut w = RunWriter::create(&self.dir, self.new_id(), sorted.len() as u64, vec![])
-                .map_err(io)?;
-            for (h, k, e) in sorted {
-                w.push(h, (k.clone(), e.clone())).map_err(io)?;
-            }
-            w.finish()
-        })();
-        match written {
-            Ok(r) => {
-                let mut runs = self.runs.write().unwrap_or_else(|p| p.into_inner());
-                let mut next = runs.as_ref().clone();
-                next.push(Arc::new(r));
-                *runs = Arc::new(next);
-                drop(runs);
-                if let Some(m) = lock(&self.maintainer).as_ref() {
-                    m.nudge();
-                }
-                Ok(())
-            }
-            Err(e) => {
-                let mut memtable = lock(&self.memtable);
-                for (k, e) in pending {
-                    memtable.entry(k).or_insert(e);
-                }
-                Err(e)
-            }
+        let mut w =
+            RunWriter::create(&self.dir, self.new_id(), sorted.len() as u64, vec![]).map_err(io)?;
+        for (h, k, e) in sorted {
+            w.push(h, (k.clone(), e.clone())).map_err(io)?;
         }
+        w.finish()
     }
 
     /// Replaces `old` (by id) with `new` in the list — at the newest of `old`'s places,
@@ -203,6 +249,23 @@ impl IdemRuns {
             out.purged += (before - memtable.len()) as u64;
             out.kept += memtable.len() as u64;
         }
+        {
+            let _writing = lock(&self.writing);
+            let mut frozen = lock(&self.frozen);
+            for table in frozen.iter_mut() {
+                let kept: Table = table
+                    .iter()
+                    .filter(|(_, e)| e.created_ms >= cutoff_ms)
+                    .map(|(k, e)| (k.clone(), e.clone()))
+                    .collect();
+                out.purged += (table.len() - kept.len()) as u64;
+                out.kept += kept.len() as u64;
+                if kept.len() != table.len() {
+                    *table = Arc::new(kept);
+                }
+            }
+            frozen.retain(|t| !t.is_empty());
+        }
         for r in self.list().iter() {
             if r.max_created_ms < cutoff_ms {
                 out.purged += r.count;
@@ -222,16 +285,17 @@ impl IdemRuns {
     /// and waits for the thread.
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::Relaxed);
-        let m = lock(&self.maintainer).take();
-        if let Some(m) = m {
-            m.join();
+        let threads = [lock(&self.maintainer).take(), lock(&self.freezer).take()];
+        for t in threads.into_iter().flatten() {
+            t.join();
         }
     }
 
     /// The entries held (an entry a crash left both in a run and in the log counts
     /// twice until the next merge).
     pub fn count(&self) -> u64 {
-        let pending = lock(&self.memtable).len() as u64;
+        let frozen: usize = lock(&self.frozen).iter().map(|t| t.len()).sum();
+        let pending = (lock(&self.memtable).len() + frozen) as u64;
         pending + self.list().iter().map(|r| r.count).sum::<u64>()
     }
 

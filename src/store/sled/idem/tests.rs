@@ -190,3 +190,40 @@ fn a_run_that_cannot_be_written_keeps_its_entries_for_the_next_checkpoint() {
     assert!((0..100).all(|n| get(&runs, n) == Some(entry(n, 1))));
     assert_eq!(std::fs::read_dir(dir.path().join(DIR)).unwrap().count(), 1);
 }
+
+/// A table past `FREEZE_AT` is written as a run by the background thread, without a
+/// checkpoint, and every entry is found before, during and after; the checkpoint then
+/// writes only what came after it.
+#[test]
+fn a_full_table_is_written_in_the_background_and_stays_found_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = IdemRuns::open(dir.path()).unwrap();
+    let total = FREEZE_AT as u64 + 100;
+    runs.insert((0..FREEZE_AT as u64).map(|n| (key(n), entry(n, 5))));
+    runs.insert((FREEZE_AT as u64..total).map(|n| (key(n), entry(n, 5))));
+    // Found while the background write may be under way.
+    assert!((0..total)
+        .step_by(97)
+        .all(|n| get(&runs, n) == Some(entry(n, 5))));
+    for _ in 0..500 {
+        if runs.run_count() == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        runs.run_count(),
+        1,
+        "the frozen table became a run by itself"
+    );
+    assert!(
+        runs.has_pending(),
+        "the entries after it wait for the checkpoint"
+    );
+    assert!((0..total).all(|n| get(&runs, n) == Some(entry(n, 5))));
+    runs.write_pending().unwrap();
+    assert!(!runs.has_pending());
+    assert_eq!(runs.count(), total);
+    assert!((0..total).all(|n| get(&runs, n) == Some(entry(n, 5))));
+    runs.stop();
+}
