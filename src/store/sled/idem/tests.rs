@@ -227,3 +227,28 @@ fn a_full_table_is_written_in_the_background_and_stays_found_meanwhile() {
     assert!((0..total).all(|n| get(&runs, n) == Some(entry(n, 5))));
     runs.stop();
 }
+
+/// A frozen table waiting for its run is purged like the rest: exact counts, the
+/// expired entries gone, the others still found and written by the next checkpoint.
+#[test]
+fn the_purge_drops_the_expired_entries_of_a_frozen_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = IdemRuns::open(dir.path()).unwrap();
+    runs.insert((0..100).map(|n| (key(n), entry(n, if n < 40 { 1 } else { 50 }))));
+    // Frozen without waking the background writer: it stays frozen for the purge.
+    assert!(runs.freeze());
+    assert_eq!(
+        runs.purge(10).unwrap(),
+        Purged {
+            purged: 40,
+            kept: 60
+        }
+    );
+    assert!((0..40).all(|n| get(&runs, n).is_none()));
+    assert!((40..100).all(|n| get(&runs, n) == Some(entry(n, 50))));
+    runs.write_pending().unwrap();
+    assert!(!runs.has_pending());
+    assert_eq!(runs.count(), 60);
+    assert!((40..100).all(|n| get(&runs, n) == Some(entry(n, 50))));
+    runs.stop();
+}
