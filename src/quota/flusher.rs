@@ -50,21 +50,23 @@ pub async fn flush_consumes(ctx: &EngineContext) -> usize {
     let kept = ctx.consumed.take_unpersisted();
     // The writes are needed again only if their commit fails: what a failed flush kept
     // (rare) is cloned, the views' units are rebuilt from what was taken.
-    let mut again: Vec<Again> = kept.iter().map(|(_, w)| Again::Kept(w.clone())).collect();
+    let mut again: Vec<(OrgId, Again)> = kept
+        .iter()
+        .map(|(org, w)| (org.clone(), Again::Kept(w.clone())))
+        .collect();
     let mut writes = kept;
     for (org, view) in ctx.consumed.take() {
         let taken = view.take_pending();
         let w = usage_writes(ctx, &taken);
         if !w.is_empty() {
+            again.push((org.clone(), Again::Taken(taken)));
             writes.push((org, w));
-            again.push(Again::Taken(taken));
         }
     }
     let flushed = writes.len();
     if flushed > 0 {
-        let orgs: Vec<OrgId> = writes.iter().map(|(org, _)| org.clone()).collect();
         let results = ctx.backend.ledger.commit_consumed(writes).await;
-        for ((org, again), result) in orgs.into_iter().zip(again).zip(results) {
+        for ((org, again), result) in again.into_iter().zip(results) {
             if let Err(e) = result {
                 // Kept, merged, for the next flush; counted in memory meanwhile.
                 ctx.metrics.consume_persist_failures.inc();

@@ -76,25 +76,24 @@ impl Answer {
     /// The store's answer, once durable.
     pub async fn get(self) -> Result<Recorded, EngineError> {
         let index = self.index;
-        let all = self.answers.await;
-        all.get(index).cloned().unwrap_or_else(|| {
-            Err(EngineError::Internal(format!(
-                "the store answered {} records of a submission, not record {index}",
-                all.len()
-            )))
-        })
+        pick(&self.answers.await, index)
     }
 
     /// The answer, if it has arrived (without polling: the actor's failure watch drives
     /// every submission to its end, whether or not a caller still waits).
     pub fn settled(&self) -> Option<Result<Recorded, EngineError>> {
-        let all = self.answers.peek()?;
-        Some(all.get(self.index).cloned().unwrap_or_else(|| {
-            Err(EngineError::Internal(
-                "record missing from its answers".into(),
-            ))
-        }))
+        Some(pick(self.answers.peek()?, self.index))
     }
+}
+
+/// Record `index` of a submission's answers.
+fn pick(all: &[Result<Recorded, EngineError>], index: usize) -> Result<Recorded, EngineError> {
+    all.get(index).cloned().unwrap_or_else(|| {
+        Err(EngineError::Internal(format!(
+            "the store answered {} records of a submission, not record {index}",
+            all.len()
+        )))
+    })
 }
 
 /// Resolves once a commit is durable.
