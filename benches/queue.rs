@@ -33,6 +33,7 @@ fn filled(rt: &tokio::runtime::Runtime) -> (tempfile::TempDir, Backend) {
         commit_max_batch: 4096,
         debug_log_capacity: 100,
         idempotency_filter_bits_log2: 16,
+        wal_cap_bytes: edgequota::store::sled::WAL_CAP_BYTES,
     };
     let backend =
         edgequota::store::sled::open(dir.path(), options, Metrics::new()).expect("open store");

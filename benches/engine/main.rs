@@ -105,6 +105,7 @@ fn open_backend(dir: &std::path::Path) -> Backend {
         commit_max_batch: 4096,
         debug_log_capacity: 10_000,
         idempotency_filter_bits_log2: 27,
+        wal_cap_bytes: edgequota::store::sled::WAL_CAP_BYTES,
     };
     edgequota::store::sled::open(dir, options, Metrics::new()).expect("open store")
 }

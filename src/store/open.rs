@@ -16,6 +16,7 @@ pub async fn open(settings: &Settings, metrics: &Metrics) -> StoreResult<Backend
                 commit_max_batch: store.commit_max_batch,
                 debug_log_capacity: settings.debug_log.capacity,
                 idempotency_filter_bits_log2: settings.engine.idempotency_filter_bits_log2,
+                wal_cap_bytes: super::sled::WAL_CAP_BYTES,
             };
             let path = store.path.clone();
             let metrics = metrics.clone();

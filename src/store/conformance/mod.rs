@@ -122,6 +122,7 @@ mod tests {
             commit_max_batch: 64,
             debug_log_capacity: 100,
             idempotency_filter_bits_log2: 16,
+            wal_cap_bytes: crate::store::sled::WAL_CAP_BYTES,
         };
         let b = crate::store::sled::open(dir.path(), options, crate::metrics::Metrics::new())
             .expect("open");

@@ -14,8 +14,11 @@ const CLEAN_CAP: usize = 200_000;
 #[derive(Default)]
 pub struct CounterCache {
     totals: HashMap<Vec<u8>, Slot>,
-    /// The keys of the dirty totals, each once.
+    /// The keys of the dirty totals, each once (in `dirty` or in `due`).
     dirty: Vec<Vec<u8>>,
+    /// The dirty keys when the log was last sealed: what the checkpoint in progress must
+    /// store before the sealed segments may go.
+    due: Vec<Vec<u8>>,
 }
 
 struct Slot {
@@ -54,14 +57,28 @@ impl CounterCache {
     }
 
     pub fn has_dirty(&self) -> bool {
-        !self.dirty.is_empty()
+        !self.dirty.is_empty() || !self.due.is_empty()
     }
 
-    /// Up to `limit` dirty totals as one tree batch, counted clean: call only with the
-    /// tree's lock on this cache held until the batch is applied (or put back).
-    pub fn take_dirty(&mut self, limit: usize) -> (sled::Batch, Vec<Vec<u8>>) {
-        let at = self.dirty.len().saturating_sub(limit);
-        let keys = self.dirty.split_off(at);
+    pub fn has_due(&self) -> bool {
+        !self.due.is_empty()
+    }
+
+    /// The log was sealed: every total dirty now is due. A due total moved again later
+    /// is stored at its latest (the newer segment holds that too).
+    pub fn seal(&mut self) {
+        self.due.append(&mut self.dirty);
+    }
+
+    /// Up to `limit` dirty totals (the due first; only those with `due_only`) as one tree
+    /// batch, counted clean: call only with the tree's lock on this cache held until the
+    /// batch is applied (or put back).
+    pub fn take_dirty(&mut self, limit: usize, due_only: bool) -> (sled::Batch, Vec<Vec<u8>>) {
+        let mut keys = self.due.split_off(self.due.len().saturating_sub(limit));
+        if !due_only {
+            let rest = limit - keys.len();
+            keys.extend(self.dirty.split_off(self.dirty.len().saturating_sub(rest)));
+        }
         let mut batch = sled::Batch::default();
         for key in &keys {
             if let Some(slot) = self.totals.get_mut(key) {
@@ -72,13 +89,14 @@ impl CounterCache {
         (batch, keys)
     }
 
-    /// A taken batch did not reach the tree: its totals are dirty again.
+    /// A taken batch did not reach the tree: its totals are dirty again (and due: the
+    /// checkpoint that took them must store them).
     pub fn put_back(&mut self, keys: Vec<Vec<u8>>) {
         for key in keys {
             if let Some(slot) = self.totals.get_mut(&key) {
                 if !slot.dirty {
                     slot.dirty = true;
-                    self.dirty.push(key);
+                    self.due.push(key);
                 }
             }
         }
@@ -105,15 +123,15 @@ mod tests {
         c.commit(b"other".to_vec(), 7);
         assert_eq!(c.get(b"moved"), Some(2));
         assert_eq!(c.dirty.len(), 2, "one put per moved counter");
-        let (_, first) = c.take_dirty(1);
+        let (_, first) = c.take_dirty(1, false);
         assert_eq!(first.len(), 1);
         assert!(c.has_dirty(), "the rest waits for the next chunk");
-        let (_, second) = c.take_dirty(10);
+        let (_, second) = c.take_dirty(10, false);
         assert_eq!(second.len(), 1);
         assert!(!c.has_dirty());
         c.put_back(second);
         assert!(c.has_dirty(), "a batch that failed is dirty again");
-        let _ = c.take_dirty(10);
+        let _ = c.take_dirty(10, false);
         assert_eq!(c.get(b"read"), Some(5), "clean totals stay cached");
         c.remember(b"moved".to_vec(), 0);
         assert_eq!(
@@ -121,5 +139,41 @@ mod tests {
             Some(2),
             "a stale tree read never replaces a total"
         );
+    }
+
+    #[test]
+    fn a_sealed_checkpoint_takes_only_what_was_dirty_at_the_seal_at_its_latest() {
+        let mut c = CounterCache::default();
+        c.commit(b"a".to_vec(), 1);
+        c.commit(b"b".to_vec(), 1);
+        c.seal();
+        c.commit(b"a".to_vec(), 2);
+        c.commit(b"c".to_vec(), 1);
+        assert!(c.has_due());
+        let (batch, keys) = c.take_dirty(10, true);
+        assert_eq!(keys.len(), 2, "a and b, not c");
+        assert!(!keys.contains(&b"c".to_vec()));
+        let mut tree = std::collections::BTreeMap::new();
+        for (k, v) in sled_batch_puts(batch) {
+            tree.insert(k, v);
+        }
+        assert_eq!(tree.get(&b"a"[..]), Some(&ledger::encode_counter(2)));
+        assert!(!c.has_due(), "the checkpoint's share is done");
+        assert!(c.has_dirty(), "c waits for the next checkpoint");
+        c.commit(b"a".to_vec(), 3);
+        let (_, keys) = c.take_dirty(10, false);
+        assert_eq!(keys.len(), 2, "moved after it was stored: dirty again");
+    }
+
+    /// The puts of a sled batch, by applying it to a scratch tree.
+    fn sled_batch_puts(batch: sled::Batch) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        db.apply_batch(batch).unwrap();
+        db.iter()
+            .map(|kv| {
+                let (k, v) = kv.unwrap();
+                (k.to_vec(), v.to_vec())
+            })
+            .collect()
     }
 }

@@ -11,6 +11,8 @@
 //! flush ends with an `fdatasync` (`durability`).
 
 use crate::store::codec;
+#[cfg(test)]
+mod checkpoint_tests;
 mod counters;
 mod debug_entries;
 mod durability;
@@ -37,6 +39,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub use jobs::{JobTree, SharedJobTree};
 
 /// How the sled store is opened.
+#[derive(Clone)]
 pub struct OpenOptions {
     pub cache_capacity_bytes: u64,
     /// `fdatasync` after every flush (false only for benchmarks).
@@ -47,7 +50,12 @@ pub struct OpenOptions {
     pub debug_log_capacity: usize,
     /// The idempotency filter's size, as a power of two of bits.
     pub idempotency_filter_bits_log2: u32,
+    /// The log's size past which a checkpoint starts (`WAL_CAP_BYTES`; tests use less).
+    pub wal_cap_bytes: u64,
 }
+
+/// The log's size that forces a checkpoint (it bounds replay time and disk use).
+pub const WAL_CAP_BYTES: u64 = 64 << 20;
 
 /// What the writer thread and every tree handle share.
 pub struct Inner {
@@ -67,6 +75,8 @@ pub struct Inner {
     /// Counter totals committed (in the log) but not yet in the tree, and recent reads:
     /// a counter hit by every consume flush is written to sled once per checkpoint.
     pub counters: Mutex<counters::CounterCache>,
+    /// `OpenOptions::wal_cap_bytes`.
+    pub wal_cap_bytes: u64,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -90,22 +100,26 @@ impl Inner {
     /// Puts the dirty counters into the tree (visible to reads; durable already, by the
     /// log), so that a scan of an org's counters sees them.
     pub fn apply_dirty(&self) -> StoreResult<()> {
-        while !self.apply_dirty_some(usize::MAX)? {}
+        while !self.apply_dirty_some(usize::MAX, false)? {}
         Ok(())
     }
 
-    /// Puts up to `limit` dirty counters into the tree; true when none are left.
-    pub fn apply_dirty_some(&self, limit: usize) -> StoreResult<bool> {
+    /// Puts up to `limit` dirty counters into the tree (only those due for the
+    /// checkpoint in progress with `due_only`); true when none of them are left.
+    pub fn apply_dirty_some(&self, limit: usize, due_only: bool) -> StoreResult<bool> {
         let mut counters = lock(&self.counters);
-        if counters.has_dirty() {
-            let (batch, keys) = counters.take_dirty(limit);
+        let (batch, keys) = counters.take_dirty(limit, due_only);
+        if !keys.is_empty() {
             if let Err(e) = self.ledger.apply_batch(batch) {
                 counters.put_back(keys);
                 return Err(e.into());
             }
         }
         counters.trim();
-        Ok(!counters.has_dirty())
+        Ok(match due_only {
+            true => !counters.has_due(),
+            false => !counters.has_dirty(),
+        })
     }
 
     /// A counter's committed total: the cached one, else the tree's.
@@ -125,6 +139,11 @@ impl Inner {
     /// Whether counters wait for the checkpoint to reach the tree.
     pub fn has_dirty(&self) -> bool {
         lock(&self.counters).has_dirty()
+    }
+
+    /// Whether counters wait for the checkpoint in progress.
+    pub fn has_due(&self) -> bool {
+        lock(&self.counters).has_due()
     }
 
     /// If a sync failed after its writes were applied, checkpoints (failing while the
@@ -189,6 +208,7 @@ pub fn open(path: &Path, options: OpenOptions, metrics: Metrics) -> StoreResult<
     let inner = Arc::new(Inner {
         wal: Mutex::new(wal),
         counters: Mutex::new(counters::CounterCache::default()),
+        wal_cap_bytes: options.wal_cap_bytes,
         ledger: db.open_tree("ledger")?,
         durability: Durability::open(path, options.fdatasync, faults.clone())?,
         faults: faults.clone(),
@@ -242,6 +262,7 @@ pub(crate) mod test_support {
             commit_max_batch: 64,
             debug_log_capacity: 10,
             idempotency_filter_bits_log2: 12,
+            wal_cap_bytes: super::WAL_CAP_BYTES,
         }
     }
 }

@@ -35,6 +35,9 @@ type RunList = Arc<Vec<Arc<Run>>>;
 
 type Table = foldhash::HashMap<Vec<u8>, IdemEntry>;
 
+/// The tables frozen when the log was sealed (held weakly: a written one may go).
+pub struct Sealed(Vec<std::sync::Weak<Table>>);
+
 /// Entries past which the in-memory table is frozen and written as a run in the
 /// background: a checkpoint then writes at most about this many itself (plus waits for
 /// one such write under way), not the whole log's — at 100k records/s that was ~400k
@@ -146,9 +149,7 @@ impl IdemRuns {
             memtable.len() >= FREEZE_AT
         };
         if full && self.freeze() {
-            if let Some(f) = lock(&self.freezer).as_ref() {
-                f.nudge();
-            }
+            self.nudge_freezer();
         }
     }
 
@@ -161,6 +162,38 @@ impl IdemRuns {
         let table = std::mem::take(&mut *memtable);
         lock(&self.frozen).push(Arc::new(table));
         true
+    }
+
+    /// A checkpoint seals the log: every entry in memory now is frozen and handed to the
+    /// background writer; the checkpoint waits (`written`) for these tables only.
+    pub fn seal(&self) -> Sealed {
+        self.freeze();
+        let tables = lock(&self.frozen).iter().map(Arc::downgrade).collect();
+        self.nudge_freezer();
+        Sealed(tables)
+    }
+
+    /// Whether the tables of `sealed` are all runs now; nudges their writer if not (a
+    /// failed write is retried at the checkpoint's pace).
+    pub fn written(&self, sealed: &Sealed) -> bool {
+        let pending = {
+            let frozen = lock(&self.frozen);
+            sealed.0.iter().any(|w| {
+                frozen
+                    .iter()
+                    .any(|t| std::ptr::eq(Arc::as_ptr(t), w.as_ptr()))
+            })
+        };
+        if pending {
+            self.nudge_freezer();
+        }
+        !pending
+    }
+
+    fn nudge_freezer(&self) {
+        if let Some(f) = lock(&self.freezer).as_ref() {
+            f.nudge();
+        }
     }
 
     /// Whether a checkpoint has entries to write.

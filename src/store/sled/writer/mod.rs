@@ -35,7 +35,6 @@ use batch::Batch;
 use std::future::Future;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use tokio::sync::oneshot;
 
@@ -195,10 +194,10 @@ impl Drop for GroupCommitWriter {
 
 fn run(inner: &Inner, rx: mpsc::Receiver<Msg>, max: usize, m: Metrics) {
     let mut stopping = false;
-    let mut last_checkpoint = Instant::now();
+    let mut checkpoints = checkpoint::Checkpoints::new();
     while !stopping {
         let mut b = Batch::new(inner);
-        match rx.recv_timeout(checkpoint::idle_wake(inner)) {
+        match rx.recv_timeout(checkpoint::idle_wake(inner, &checkpoints)) {
             Ok(msg) => stopping = !b.add(msg),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => stopping = true,
@@ -211,7 +210,7 @@ fn run(inner: &Inner, rx: mpsc::Receiver<Msg>, max: usize, m: Metrics) {
         }
         b.finish(&m);
         checkpoint::sync_if_due(inner, &m);
-        checkpoint::if_due(inner, &mut last_checkpoint, &m);
+        checkpoint::if_due(inner, &mut checkpoints, &m);
     }
     if let Err(e) = inner.checkpoint() {
         tracing::error!(error = %crate::errors::chain(&e), "final checkpoint failed; the log keeps the writes for the next start");

@@ -12,14 +12,21 @@
 //! the log. At open, the frames found are applied before anything reads the tree; a torn
 //! last frame (a crash mid-append, never acknowledged) fails its checksum and ends the
 //! replay.
+//!
+//! The log is a series of segment files, `ledger.wal` then `ledger.<n>.wal`, appended to
+//! in the newest. A checkpoint under load first seals the segment (syncs it and starts
+//! the next), then folds into sled only what the sealed segments hold, and deletes them:
+//! a checkpoint that had to empty the whole log could never finish while commits kept
+//! moving counters it had already stored (the log grew past its cap without bound).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const FILE: &str = "ledger.wal";
+/// The first segment's name (the whole log, before segments existed).
+const FIRST: &str = "ledger.wal";
 const HEADER: usize = 8;
 /// A frame longer than this is corruption, not a commit (a batch is capped far below).
 const MAX_FRAME: usize = 1 << 30;
@@ -61,7 +68,13 @@ pub fn puts(payload: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
 }
 
 pub struct Wal {
+    dir: PathBuf,
+    /// The segment appended to: its number and path.
+    seq: u64,
+    path: PathBuf,
     file: File,
+    /// Older segments, oldest first: replayed at open until a checkpoint deletes them.
+    sealed: Vec<PathBuf>,
     /// Bytes of whole frames written; the next frame goes here (after a failed write,
     /// over whatever it left).
     len: u64,
@@ -73,9 +86,14 @@ pub struct Wal {
 
 impl Wal {
     /// Opens (or creates) the log in `dir` and returns it with the payloads of the whole
-    /// frames it holds, oldest first. `fdatasync` false (benchmarks only) skips syncs.
+    /// frames its segments hold, oldest first. `fdatasync` false (benchmarks only) skips
+    /// syncs.
     pub fn open(dir: &Path, fdatasync: bool) -> io::Result<(Self, Vec<Vec<u8>>)> {
-        let path = dir.join(FILE);
+        let mut segments = segments(dir)?;
+        let (seq, path) = match segments.pop() {
+            Some(last) => last,
+            None => (0, dir.join(FIRST)),
+        };
         let created = !path.exists();
         let mut file = OpenOptions::new()
             .read(true)
@@ -84,18 +102,81 @@ impl Wal {
             .truncate(false)
             .open(&path)?;
         if created && fdatasync {
-            File::open(dir)?.sync_all()?;
+            sync_dir(dir)?;
+        }
+        let mut payloads = Vec::new();
+        for (_, older) in &segments {
+            payloads.extend(
+                frames(&std::fs::read(older)?)
+                    .into_iter()
+                    .map(<[u8]>::to_vec),
+            );
         }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
         let frames = frames(&bytes);
         let wal = Self {
+            dir: dir.to_path_buf(),
+            seq,
+            path,
             file,
+            sealed: segments.into_iter().map(|(_, p)| p).collect(),
             len: frames.iter().map(|f| (HEADER + f.len()) as u64).sum(),
             fdatasync,
             unsynced_since: None,
         };
-        Ok((wal, frames.into_iter().map(<[u8]>::to_vec).collect()))
+        payloads.extend(frames.into_iter().map(<[u8]>::to_vec));
+        Ok((wal, payloads))
+    }
+
+    /// Ends the segment being appended to (synced, so its frames no longer wait for a
+    /// sync) and starts the next: what a checkpoint must fold into sled before it may
+    /// delete the sealed segments is then fixed. On failure nothing changed.
+    pub fn seal(&mut self) -> io::Result<()> {
+        self.sync()?;
+        let seq = self.seq + 1;
+        let path = self.dir.join(format!("ledger.{seq}.wal"));
+        // A file of that number can only be one an earlier failed seal left empty.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
+        if self.fdatasync {
+            sync_dir(&self.dir)?;
+        }
+        self.sealed.push(std::mem::replace(&mut self.path, path));
+        self.file = file;
+        self.seq = seq;
+        self.len = 0;
+        Ok(())
+    }
+
+    /// Whether sealed segments wait for a checkpoint to delete them.
+    pub fn has_sealed(&self) -> bool {
+        !self.sealed.is_empty()
+    }
+
+    /// Deletes the sealed segments: call only once everything they hold is durable in
+    /// sled. The deletions are made durable too: a segment that came back after a power
+    /// loss would replay older totals over a tree the later segments no longer correct.
+    pub fn drop_sealed(&mut self) -> io::Result<()> {
+        if self.sealed.is_empty() {
+            return Ok(());
+        }
+        while let Some(path) = self.sealed.first() {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            self.sealed.remove(0);
+        }
+        if self.fdatasync {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
     }
 
     /// Appends one frame (not yet synced).
@@ -133,8 +214,10 @@ impl Wal {
         }
     }
 
-    /// Empties the log: call only once everything it holds is durable elsewhere.
+    /// Empties the log (the sealed segments too): call only once everything it holds
+    /// is durable elsewhere.
     pub fn reset(&mut self) -> io::Result<()> {
+        self.drop_sealed()?;
         if self.len == 0 {
             return Ok(());
         }
@@ -144,9 +227,41 @@ impl Wal {
         Ok(())
     }
 
+    /// Bytes in the segment being appended to.
     pub fn len(&self) -> u64 {
         self.len
     }
+
+    #[cfg(test)]
+    fn current(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The log's segment files in `dir`, oldest first, with their numbers.
+fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let seq = match name {
+            FIRST => Some(0),
+            _ => name
+                .strip_prefix("ledger.")
+                .and_then(|n| n.strip_suffix(".wal"))
+                .and_then(|n| n.parse::<u64>().ok()),
+        };
+        if let Some(seq) = seq {
+            out.push((seq, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// The payloads of the whole, intact frames at the start of `bytes`.
@@ -172,93 +287,4 @@ fn frames(bytes: &[u8]) -> Vec<&[u8]> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ops(pairs: &[(&[u8], &[u8])]) -> Ops {
-        let mut o = Ops::default();
-        for (k, v) in pairs {
-            o.put(k, v);
-        }
-        o
-    }
-
-    #[test]
-    fn frames_come_back_in_order_after_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut wal, found) = Wal::open(dir.path(), true).unwrap();
-        assert!(found.is_empty());
-        wal.append(&ops(&[(b"a", b"1"), (b"b", b"")])).unwrap();
-        wal.append(&ops(&[(b"a", b"2")])).unwrap();
-        wal.sync().unwrap();
-        drop(wal);
-        let (wal, found) = Wal::open(dir.path(), true).unwrap();
-        let decoded: Vec<_> = found.iter().map(|p| puts(p).unwrap()).collect();
-        assert_eq!(
-            decoded,
-            vec![
-                vec![(&b"a"[..], &b"1"[..]), (&b"b"[..], &b""[..])],
-                vec![(&b"a"[..], &b"2"[..])]
-            ]
-        );
-        assert!(wal.len() > 0);
-    }
-
-    #[test]
-    fn a_torn_or_corrupt_tail_ends_the_replay_and_is_overwritten() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), false).unwrap();
-        wal.append(&ops(&[(b"k", b"whole")])).unwrap();
-        let whole = wal.len();
-        wal.append(&ops(&[(b"k", b"torn value")])).unwrap();
-        drop(wal);
-        // A crash mid-append: the second frame lost its last bytes.
-        let path = dir.path().join(FILE);
-        let f = OpenOptions::new().write(true).open(&path).unwrap();
-        f.set_len(whole + 10).unwrap();
-        let (mut wal, found) = Wal::open(dir.path(), false).unwrap();
-        assert_eq!(found.len(), 1);
-        assert_eq!(wal.len(), whole, "the next frame goes over the torn one");
-        wal.append(&ops(&[(b"k", b"next")])).unwrap();
-        drop(wal);
-        let (_, found) = Wal::open(dir.path(), false).unwrap();
-        assert_eq!(puts(&found[1]).unwrap(), vec![(&b"k"[..], &b"next"[..])]);
-
-        // A flipped byte inside a frame: its checksum fails and nothing after it counts.
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[HEADER + 2] ^= 0xff;
-        std::fs::write(&path, &bytes).unwrap();
-        let (_, found) = Wal::open(dir.path(), false).unwrap();
-        assert!(found.is_empty());
-    }
-
-    #[test]
-    fn reset_empties_the_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), true).unwrap();
-        wal.append(&ops(&[(b"k", b"v")])).unwrap();
-        wal.reset().unwrap();
-        assert_eq!(wal.len(), 0);
-        drop(wal);
-        let (_, found) = Wal::open(dir.path(), true).unwrap();
-        assert!(found.is_empty());
-    }
-
-    #[test]
-    fn an_unsynced_frame_is_tracked_until_a_sync() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), true).unwrap();
-        assert!(wal.unsynced_for().is_none());
-        wal.append(&ops(&[(b"k", b"v")])).unwrap();
-        assert!(wal.unsynced_for().is_some(), "appended, not synced");
-        wal.retry_sync_later();
-        assert!(
-            wal.unsynced_for().is_some(),
-            "still waiting after a failed sync"
-        );
-        wal.sync().unwrap();
-        assert!(wal.unsynced_for().is_none());
-        wal.retry_sync_later();
-        assert!(wal.unsynced_for().is_none(), "nothing to retry once synced");
-    }
-}
+mod tests;
