@@ -36,7 +36,9 @@
 #                       PERF_KEEP=/path keeps the perf.data; PERF_GRAPH="--call-graph
 #                       dwarf,16384 -F 499" for call chains through code without frame pointers)
 #                       ROUTES="ceiling check consume record" (which, in this order;
-#                       also authorize, batch, rls)  KEYS=1000  BATCH=100
+#                       also authorize, batch, rls)  BATCH=100
+#                       KEYS=$ORGS (orgs given a key; with only 1,000 the free plan's 1,000
+#                       calls each ran out within seconds and authorize measured denials)
 #                       BATCH_ORGS=0 (each batch event a random org; N > 0: a batch's
 #                       events spread over N random orgs, as a backend batching per tenant)
 # Needs: cargo, curl, python3; installs `wrk` with apt-get when it is missing.
@@ -57,7 +59,7 @@ WRK_THREADS=${WRK_THREADS:-2}
 ORGS=${ORGS:-10000}
 WARMUP=${WARMUP:-3}
 ROUTES=${ROUTES:-ceiling check consume record}
-KEYS=${KEYS:-1000}
+KEYS=${KEYS:-$ORGS}
 BATCH=${BATCH:-100}
 BATCH_ORGS=${BATCH_ORGS:-0}
 

@@ -36,6 +36,12 @@ pub const BLOCK_ENTRIES: usize = 64;
 
 pub type Entry = (Vec<u8>, IdemEntry);
 
+/// An entry as a block is read: encoded exactly as an `Entry` (a byte string is its
+/// length and its bytes in postcard either way), but the key is read in one copy, not
+/// one call per byte — a look-up that the filter let through decodes a whole block.
+#[derive(Deserialize)]
+struct Stored(#[serde(with = "serde_bytes")] Vec<u8>, IdemEntry);
+
 #[derive(Serialize, Deserialize)]
 struct Footer {
     count: u64,
@@ -139,7 +145,8 @@ impl Run {
                 self.id
             )));
         }
-        decode(TREE, BLOCK_V, body)
+        let stored: Vec<Stored> = decode(TREE, BLOCK_V, body)?;
+        Ok(stored.into_iter().map(|Stored(k, e)| (k, e)).collect())
     }
 
     /// The entry stored for `key`, whose hash is `hash` (call only when `may_contain`
