@@ -2,7 +2,7 @@
 //! newer schema is reported as corrupt instead of being misread.
 
 use crate::store::StoreError;
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{Deserialize, Serialize};
 
 pub fn encode<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
     let out = vec![version];
@@ -13,10 +13,11 @@ pub fn encode<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
     }
 }
 
-pub fn decode<T: DeserializeOwned>(
+/// Decodes a value written by `encode`; it may borrow from `bytes`.
+pub fn decode<'a, T: Deserialize<'a>>(
     tree: &'static str,
     version: u8,
-    bytes: &[u8],
+    bytes: &'a [u8],
 ) -> Result<T, StoreError> {
     match bytes.split_first() {
         Some((v, rest)) if *v == version => {

@@ -42,6 +42,23 @@ pub type Entry = (Vec<u8>, IdemEntry);
 #[derive(Deserialize)]
 struct Stored(#[serde(with = "serde_bytes")] Vec<u8>, IdemEntry);
 
+/// An entry as a look-up reads it: borrowed from the block, so that deciding which of
+/// its 64 entries is the one (most often none: the filter let a stranger through)
+/// allocates nothing; only the match is copied out.
+#[derive(Deserialize)]
+struct Borrowed<'a>(
+    #[serde(borrow, with = "serde_bytes")] &'a [u8],
+    BorrowedEntry<'a>,
+);
+
+#[derive(Deserialize)]
+struct BorrowedEntry<'a> {
+    fingerprint: [u8; 16],
+    #[serde(borrow, with = "serde_bytes")]
+    body: &'a [u8],
+    created_ms: i64,
+}
+
 #[derive(Serialize, Deserialize)]
 struct Footer {
     count: u64,
@@ -129,7 +146,8 @@ impl Run {
         self.filter.may_contain(hash)
     }
 
-    fn block(&self, index: usize) -> StoreResult<Vec<Entry>> {
+    /// Block `index`'s frame, checked: its body starts at byte 8.
+    fn frame(&self, index: usize) -> StoreResult<Vec<u8>> {
         let Some((_, offset, len)) = self.blocks.get(index) else {
             return Err(corrupt(format!("run {:x}: no block {index}", self.id)));
         };
@@ -145,7 +163,12 @@ impl Run {
                 self.id
             )));
         }
-        let stored: Vec<Stored> = decode(TREE, BLOCK_V, body)?;
+        Ok(frame)
+    }
+
+    fn block(&self, index: usize) -> StoreResult<Vec<Entry>> {
+        let frame = self.frame(index)?;
+        let stored: Vec<Stored> = decode(TREE, BLOCK_V, frame.get(8..).unwrap_or_default())?;
         Ok(stored.into_iter().map(|Stored(k, e)| (k, e)).collect())
     }
 
@@ -162,9 +185,14 @@ impl Run {
             if self.blocks[index].0 > hash {
                 break;
             }
-            let block = self.block(index)?;
-            if let Some((_, e)) = block.into_iter().find(|(k, _)| k.as_slice() == key) {
-                return Ok(Some(e));
+            let frame = self.frame(index)?;
+            let block: Vec<Borrowed> = decode(TREE, BLOCK_V, frame.get(8..).unwrap_or_default())?;
+            if let Some(Borrowed(_, e)) = block.into_iter().find(|b| b.0 == key) {
+                return Ok(Some(IdemEntry {
+                    fingerprint: e.fingerprint,
+                    body: e.body.to_vec(),
+                    created_ms: e.created_ms,
+                }));
             }
         }
         Ok(None)
