@@ -30,14 +30,23 @@ struct BatchBody {
 /// or an error envelope), and turning each back into a JSON value to serialise it again
 /// cost more than deciding the event.
 fn push_result(out: &mut Vec<u8>, result: Result<RecordReply, ApiError>) {
-    let (status, body) = match result {
-        Ok(reply) => (200, reply.body.to_vec()),
-        Err(e) => (e.status_code().as_u16(), e.body().to_string().into_bytes()),
-    };
-    out.extend_from_slice(b"{\"status\":");
-    out.extend_from_slice(status.to_string().as_bytes());
-    out.extend_from_slice(b",\"body\":");
-    out.extend_from_slice(&body);
+    use std::io::Write;
+    match result {
+        Ok(reply) => {
+            out.extend_from_slice(b"{\"status\":200,\"body\":");
+            out.extend_from_slice(&reply.body);
+        }
+        Err(e) => {
+            // Writing into a Vec cannot fail.
+            let _ = write!(
+                out,
+                "{{\"status\":{},\"body\":{}}}",
+                e.status_code().as_u16(),
+                e.body()
+            );
+            return;
+        }
+    }
     out.push(b'}');
 }
 
