@@ -75,14 +75,32 @@ impl Answer {
 
     /// The store's answer, once durable.
     pub async fn get(self) -> Result<Recorded, EngineError> {
-        let index = self.index;
-        pick(&self.answers.await, index)
+        // A clone is awaited, so this one can still tell (`peek`) that it was answered.
+        pick(&self.answers.clone().await, self.index)
     }
 
-    /// The answer, if it has arrived (without polling: the actor's failure watch drives
-    /// every submission to its end, whether or not a caller still waits).
+    /// The answer, if it has arrived (without polling: an answer dropped unanswered
+    /// leaves a task to drive the submission to its end, see `Drop`).
     pub fn settled(&self) -> Option<Result<Recorded, EngineError>> {
         Some(pick(self.answers.peek()?, self.index))
+    }
+}
+
+/// A submission's answer is what retires the actor after a failed write, and what lets
+/// the actor forget the request (one never driven to its end would stay "in flight" in
+/// its memory for good). So one dropped before it was answered — its caller cancelled,
+/// or the actor's reply never received — leaves a task to drive it.
+impl Drop for Answer {
+    fn drop(&mut self) {
+        if self.answers.peek().is_some() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let answers = self.answers.clone();
+            runtime.spawn(async move {
+                let _ = answers.await;
+            });
+        }
     }
 }
 
@@ -120,6 +138,8 @@ pub struct PendingRecord {
 #[derive(Debug, Clone)]
 pub struct RetireAfterFailure {
     pub generation: u64,
+    /// What failed, to log once (the caller that asks after its own failure has it).
+    pub error: Option<EngineError>,
 }
 
 impl Message for RetireAfterFailure {

@@ -206,7 +206,13 @@ impl Registry {
         let Some(handle) = self.live(org).filter(|h| h.generation == generation) else {
             return;
         };
-        let _ = handle.addr.send(RetireAfterFailure { generation }).await;
+        let _ = handle
+            .addr
+            .send(RetireAfterFailure {
+                generation,
+                error: None,
+            })
+            .await;
     }
 
     /// Every running org actor's id.

@@ -93,8 +93,13 @@ impl Handler<RetireAfterFailure> for OrgActor {
     type Result = ();
 
     fn handle(&mut self, msg: RetireAfterFailure, ctx: &mut Context<Self>) {
-        if msg.generation == self.generation && !self.retired {
-            self.retire(ctx);
+        if msg.generation != self.generation {
+            return;
+        }
+        match msg.error {
+            Some(e) => self.retire_after_failure(&e, ctx),
+            None if !self.retired => self.retire(ctx),
+            None => {}
         }
     }
 }

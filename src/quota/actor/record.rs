@@ -5,7 +5,9 @@
 
 use super::{Known, OrgActor};
 use crate::domain::{PeriodKey, RequestId};
-use crate::quota::messages::{Answer, Answers, EngineError, PendingRecord, Record};
+use crate::quota::messages::{
+    Answer, Answers, EngineError, PendingRecord, Record, RetireAfterFailure,
+};
 use crate::store::{Recorded, UsageRecord};
 use actix::prelude::*;
 use futures_util::FutureExt;
@@ -143,9 +145,11 @@ impl OrgActor {
         out
     }
 
-    /// Hands the records at `fresh` to the store in one submission, and watches it: a
-    /// failed write may still have been applied (its flush failed), so the view can be
-    /// behind the store and the actor retires, even if every caller has gone.
+    /// Hands the records at `fresh` to the store in one submission. A failed write may
+    /// still have been applied (its flush failed), so the view can be behind the store:
+    /// the answer itself, once it arrives, tells the actor to retire. Whoever awaits it
+    /// drives it there — the callers, or the task a caller that gave up leaves behind —
+    /// so the actor's thread is not woken for every answer to watch it.
     fn submit(&self, msgs: &[Record], fresh: &[usize], ctx: &mut Context<Self>) -> Answers {
         let usages = fresh
             .iter()
@@ -163,26 +167,27 @@ impl OrgActor {
             })
             .collect();
         let stored = self.shared.backend.ledger.record_many(&self.org, usages);
-        let answers: Answers = async move {
+        let (actor, generation) = (ctx.address(), self.generation);
+        async move {
             let each: Vec<_> = stored
                 .await
                 .into_iter()
                 .map(|r| r.map_err(EngineError::from))
                 .collect();
-            Arc::<[_]>::from(each)
-        }
-        .boxed()
-        .shared();
-        ctx.spawn(answers.clone().into_actor(self).map(|all, act, ctx| {
-            let failed = all.iter().find_map(|r| match r {
-                Err(e) if !e.is_unreachable() => Some(e),
+            let failed = each.iter().find_map(|r| match r {
+                Err(e) if !e.is_unreachable() => Some(e.clone()),
                 _ => None,
             });
             if let Some(e) = failed {
-                act.retire_after_failure(e, ctx);
+                actor.do_send(RetireAfterFailure {
+                    generation,
+                    error: Some(e),
+                });
             }
-        }));
-        answers
+            Arc::<[_]>::from(each)
+        }
+        .boxed()
+        .shared()
     }
 }
 

@@ -201,3 +201,50 @@ async fn a_record_whose_caller_hung_up_still_counts_in_the_live_quota() {
     assert_eq!(body(replay).await["used"], 7, "and counted once");
     assert_eq!(used(&app, &org).await, 7);
 }
+
+/// A caller that stops waiting (its future dropped: a cancelled task, a gRPC client that
+/// went away) while its record's commit is held, and the commit then fails: the failure
+/// still reaches the org's actor, which retires, so a retry goes to the store afresh and
+/// is counted once — not answered the abandoned record's failure from memory.
+#[actix_web::test]
+async fn a_failed_record_whose_caller_stopped_waiting_still_retires_the_actor() {
+    use edgequota::clock::Clock;
+    use edgequota::domain::{Metric, OrgId, RequestId};
+    use edgequota::quota::RecordRequest;
+    let app = spawn_app().await;
+    let org = app.create_org().await;
+    assert_eq!(used(&app, &org).await, 0, "the actor is live and empty");
+    let now = app.clock.now();
+    let request = RecordRequest {
+        metric: Metric::api_call(),
+        value: 7,
+        occurred_at: now,
+        request: RequestId::parse("abandoned").unwrap(),
+    };
+    app.faults.fail_next_applies(1);
+    app.faults.hold_next_commit();
+    let engine = app.engine.clone();
+    let org_id = OrgId::parse(&org).unwrap();
+    let caller = actix_rt::spawn(async move { engine.record(&org_id, request, now).await });
+    let faults = app.faults.clone();
+    let held = actix_rt::task::spawn_blocking(move || faults.wait_held(Duration::from_secs(5)));
+    assert!(held.await.unwrap(), "the writer never reached the commit");
+    caller.abort();
+    assert!(caller.await.is_err(), "the caller was cancelled while held");
+    app.faults.release();
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+
+    let body = json!({"periodKey": "2026-03", "used": 7, "remaining": 993});
+    let retry = app
+        .client
+        .post(app.url("/api/usage/record"))
+        .bearer_auth(SERVICE)
+        .json(&json!({"orgId": org, "metric": "api_call", "value": 7,
+                      "occurredAt": app.clock_now(), "request_id": "abandoned"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), 200, "the retry reached the store afresh");
+    assert_eq!(crate::helpers::body(retry).await, body);
+    assert_eq!(used(&app, &org).await, 7, "counted once");
+}
