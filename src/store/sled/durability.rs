@@ -30,7 +30,8 @@ pub struct Durability {
     faults: Arc<Faults>,
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
+/// Makes the entries of `dir` (files created, renamed or deleted in it) durable.
+pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 

@@ -303,7 +303,7 @@ impl RunWriter {
         let path = self.dir.join(file_name(self.id));
         std::fs::rename(&self.tmp, &path)?;
         self.renamed = true;
-        File::open(&self.dir)?.sync_all()?;
+        crate::store::sled::durability::sync_dir(&self.dir)?;
         Ok((self.id, path))
     }
 }

@@ -25,6 +25,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::durability::sync_dir;
+
 /// The first segment's name (the whole log, before segments existed).
 const FIRST: &str = "ledger.wal";
 const HEADER: usize = 8;
@@ -236,10 +238,6 @@ impl Wal {
     fn current(&self) -> &Path {
         &self.path
     }
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// The log's segment files in `dir`, oldest first, with their numbers.
