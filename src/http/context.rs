@@ -29,10 +29,11 @@ pub fn tag_org(req: &HttpRequest, org: &OrgId) {
 
 /// Accepts a caller's id only if it is short and printable; otherwise a fresh one is
 /// used, so a hostile header can never reach logs or responses.
-fn header_id(req: &ServiceRequest, name: &str) -> Option<String> {
-    let v = req.headers().get(name)?.to_str().ok()?;
-    let ok = !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic());
-    ok.then(|| v.to_owned())
+fn header_id<'r>(req: &'r ServiceRequest, name: &str) -> Option<&'r HeaderValue> {
+    let v = req.headers().get(name)?;
+    let b = v.as_bytes();
+    let ok = !b.is_empty() && b.len() <= 128 && b.iter().all(|b| b.is_ascii_graphic());
+    ok.then_some(v)
 }
 
 /// Hot-path successes (checks, records) are sampled into the DebugLog: at gateway
@@ -76,13 +77,7 @@ pub async fn middleware<B: MessageBody + 'static>(
     next: Next<B>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let request_id = header_id(&req, REQUEST_ID).unwrap_or_else(|| ulid::Ulid::new().to_string());
-    let correlation_id = header_id(&req, CORRELATION_ID).unwrap_or_else(|| request_id.clone());
-    // Shared, not copied, into the task-local scope (read by error answers and logs).
-    let ids = std::sync::Arc::new(Ids {
-        request_id,
-        correlation_id,
-    });
+    let ids = Ids::new(header_id(&req, REQUEST_ID), header_id(&req, CORRELATION_ID));
     let observe = req.app_data::<web::Data<Observe>>().cloned();
     let stopping = observe
         .as_ref()
@@ -105,14 +100,12 @@ pub async fn middleware<B: MessageBody + 'static>(
             .await?
             .map_into_left_body()
     };
-    for (name, value) in [
-        (REQUEST_ID, &ids.request_id),
-        (CORRELATION_ID, &ids.correlation_id),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            res.headers_mut().insert(HeaderName::from_static(name), v);
-        }
-    }
+    let headers = res.headers_mut();
+    headers.insert(HeaderName::from_static(REQUEST_ID), ids.request_id.clone());
+    headers.insert(
+        HeaderName::from_static(CORRELATION_ID),
+        ids.correlation_id.clone(),
+    );
     if let Some(observe) = observe {
         let path = res.request().path();
         let method = method_label(res.request().method());
@@ -134,8 +127,8 @@ pub async fn middleware<B: MessageBody + 'static>(
                 route,
                 status,
                 latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-                correlation_id: ids.correlation_id.clone(),
-                request_id: ids.request_id.clone(),
+                correlation_id: ids::text(&ids.correlation_id),
+                request_id: ids::text(&ids.request_id),
                 org_id,
             });
         }
