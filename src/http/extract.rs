@@ -14,6 +14,8 @@ use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::{ready, LocalBoxFuture, Ready};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::task::Poll;
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
@@ -176,6 +178,25 @@ pub async fn read_body(
         }
         Ok(body)
     };
+    // A small body has usually arrived with the head, but the handler is first polled
+    // before the connection hands the body over. So yield once (the wake coalesces with
+    // the payload's own) and only arm the deadline if the body is still not here:
+    // registering and clearing a timer cost more than reading such a body.
+    let mut read = std::pin::pin!(read);
+    let mut yielded = false;
+    let early = std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
+        Poll::Ready(result) => Poll::Ready(Some(result)),
+        Poll::Pending if !yielded => {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await;
+    if let Some(result) = early {
+        return result;
+    }
     match actix_rt::time::timeout(deadline, read).await {
         Ok(result) => result,
         Err(_) => Err(ApiError::new(
