@@ -25,6 +25,8 @@ pub struct EngineContext {
     pub degraded: Degraded,
     /// The decision counters of every catalogue metric, looked up once.
     pub decisions: DecisionCounters,
+    /// The record counters, looked up once.
+    pub records: RecordCounters,
 }
 
 /// `quota_checks_total` and `quota_consumes_total` per catalogue metric index, allow and
@@ -61,6 +63,46 @@ impl DecisionCounters {
     pub fn consume(&self, index: usize, allowed: bool) {
         if let Some(pair) = self.consumes.get(index) {
             pair[usize::from(!allowed)].inc();
+        }
+    }
+}
+
+/// `usage_records_total` by outcome and `usage_units_total` per catalogue metric index,
+/// resolved at start for the same reason: a batch bumps them for every event.
+pub struct RecordCounters {
+    outcomes: [IntCounter; 4],
+    units: Vec<IntCounter>,
+}
+
+/// What became of one record, as `usage_records_total` labels it.
+#[derive(Clone, Copy)]
+pub enum RecordOutcome {
+    Recorded = 0,
+    Duplicate = 1,
+    Conflict = 2,
+    Failed = 3,
+}
+
+impl RecordCounters {
+    pub fn new(metrics: &Metrics, catalogue: &Catalogue) -> Self {
+        let outcome = |label: &str| metrics.usage_records.with_label_values(&[label]);
+        Self {
+            outcomes: ["recorded", "duplicate", "conflict", "failed"].map(outcome),
+            units: catalogue
+                .metrics()
+                .iter()
+                .map(|m| metrics.usage_units.with_label_values(&[m.as_str()]))
+                .collect(),
+        }
+    }
+
+    pub fn outcome(&self, outcome: RecordOutcome) {
+        self.outcomes[outcome as usize].inc();
+    }
+
+    pub fn units(&self, index: Option<usize>, value: u64) {
+        if let Some(counter) = index.and_then(|i| self.units.get(i)) {
+            counter.inc_by(value);
         }
     }
 }

@@ -57,12 +57,14 @@ impl QuotaEngine {
         config: EngineConfig,
     ) -> Self {
         let decisions = super::context::DecisionCounters::new(&metrics, &catalogue);
+        let records = super::context::RecordCounters::new(&metrics, &catalogue);
         let ctx = Arc::new(EngineContext {
             backend,
             catalogue,
             clock,
             metrics,
             decisions,
+            records,
             idle_ttl: config.idle_ttl,
             recent_capacity: config.recent_capacity,
             consumed: Default::default(),
