@@ -19,6 +19,18 @@ fn stored(request: &str, fingerprint: u8, body: &[u8]) -> (Vec<u8>, ledger::Idem
     (key, entry)
 }
 
+/// Opens with `open`, retrying for up to two seconds: a closed store's (or a dropped
+/// `sled::Db`'s) last threads let go of sled's lock file shortly after, not at once.
+async fn when_unlocked<T, E>(mut open: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    for _ in 0..100 {
+        if let Ok(opened) = open() {
+            return Ok(opened);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    open()
+}
+
 fn org() -> OrgId {
     OrgId::parse("org_runs").expect("org")
 }
@@ -67,16 +79,9 @@ async fn after_a_clean_stop_entries_are_in_a_run_file_and_none_in_the_ledger_tre
     assert!(matches!(record(&b, "clean-1", 4).await, Recorded::Conflict));
     b.health.close();
     drop(b);
-    // The store's last threads let go of sled's lock file shortly after the close.
-    let mut db = sled::open(dir.path());
-    for _ in 0..100 {
-        if db.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        db = sled::open(dir.path());
-    }
-    let db = db.expect("sled");
+    let db = when_unlocked(|| sled::open(dir.path()))
+        .await
+        .expect("sled");
     let tree = db.open_tree("ledger").expect("ledger");
     assert_eq!(tree.scan_prefix([b'i', 0]).count(), 0);
 }
@@ -108,7 +113,9 @@ async fn an_entry_an_older_release_stored_in_the_ledger_tree_is_still_found() {
             .expect("insert");
         db.flush().expect("flush");
     }
-    let b = open(dir.path(), options(), Metrics::new()).expect("open");
+    let b = when_unlocked(|| open(dir.path(), options(), Metrics::new()))
+        .await
+        .expect("open");
     assert!(is_replay_of(record(&b, "legacy", 5).await, &entry.body));
     let fresh = record(&b, "fresh", 1).await;
     assert!(matches!(fresh, Recorded::New { total: 1, .. }));
