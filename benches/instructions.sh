@@ -73,10 +73,7 @@ wait_for "http://127.0.0.1:$PORT/api/diag/ping"
 
 CEILING_PORT=""
 if [[ " $ROUTES " == *" ceiling "* ]]; then
-    if [[ ! -x "$CEILING_BIN" || -z "${SKIP_BUILD:-}" ]]; then
-        CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --quiet \
-            --manifest-path "$ROOT/benches/ceiling/Cargo.toml"
-    fi
+    build_ceiling
     CEILING_PORT=$(free_port)
     under_callgrind ceiling PORT="$CEILING_PORT" "$CEILING_BIN"
     CEILING_PID=$LAST_PID

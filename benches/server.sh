@@ -4,7 +4,8 @@
 # After `start_server [NAME=VALUE ...]` (extra environment for the server):
 #   BIN, WORK (temp dir, removed on exit), PORT, BASE, GRPC_PORT, SERVICE_TOKEN,
 #   ADMIN_TOKEN, SERVER_PID; the server is stopped with SIGTERM when the script exits.
-# After `start_ceiling`: CEILING_BASE, CEILING_PID (the bare app of benches/ceiling/).
+# After `start_ceiling`: CEILING_BASE, CEILING_PID (the bare app of benches/ceiling/);
+# `build_ceiling` only builds it (CEILING_BIN).
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -26,7 +27,7 @@ build_binary() {
     fi
 }
 
-start_ceiling() {
+build_ceiling() {
     # SKIP_BUILD keeps a ceiling binary only if it is newer than its sources.
     local stale=""
     if [[ ! -x "$CEILING_BIN" || "$ROOT/benches/ceiling/src/main.rs" -nt "$CEILING_BIN" ||
@@ -38,6 +39,10 @@ start_ceiling() {
         CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --quiet \
             --manifest-path "$ROOT/benches/ceiling/Cargo.toml"
     fi
+}
+
+start_ceiling() {
+    build_ceiling
     local port
     port=$(free_port)
     CEILING_BASE="http://127.0.0.1:$port"

@@ -10,8 +10,8 @@ use crate::domain::Metric;
 pub const METHODS: &[&str] = &[
     "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "other",
 ];
-pub const CHECK_RESULTS: &[&str] = &["allow", "deny"];
-pub const RECORD_OUTCOMES: &[&str] = &["recorded", "duplicate", "conflict", "failed"];
+pub const CHECK_RESULTS: [&str; 2] = ["allow", "deny"];
+pub const RECORD_OUTCOMES: [&str; 4] = ["recorded", "duplicate", "conflict", "failed"];
 pub const ROLLOVER_TRIGGERS: &[&str] = &["supervisor", "admin"];
 pub const STATUS_CLASSES: &[&str] = &["2xx", "4xx", "5xx"];
 pub const STRIPE_OUTCOMES: &[&str] = &["ok", "rejected", "retried", "failed"];

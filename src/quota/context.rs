@@ -5,6 +5,7 @@
 use super::consume_queue::ConsumeQueue;
 use crate::clock::SharedClock;
 use crate::domain::{Catalogue, OrgId, PeriodKey};
+use crate::metrics::labels::{CHECK_RESULTS, RECORD_OUTCOMES};
 use crate::metrics::Metrics;
 use crate::store::Backend;
 use prometheus::IntCounter;
@@ -43,9 +44,7 @@ impl DecisionCounters {
             catalogue
                 .metrics()
                 .iter()
-                .map(|m| {
-                    ["allow", "deny"].map(|result| vec.with_label_values(&[m.as_str(), result]))
-                })
+                .map(|m| CHECK_RESULTS.map(|result| vec.with_label_values(&[m.as_str(), result])))
                 .collect()
         };
         Self {
@@ -74,7 +73,7 @@ pub struct RecordCounters {
     units: Vec<IntCounter>,
 }
 
-/// What became of one record, as `usage_records_total` labels it.
+/// What became of one record: its place in `RECORD_OUTCOMES`, the label's values.
 #[derive(Clone, Copy)]
 pub enum RecordOutcome {
     Recorded = 0,
@@ -87,7 +86,7 @@ impl RecordCounters {
     pub fn new(metrics: &Metrics, catalogue: &Catalogue) -> Self {
         let outcome = |label: &str| metrics.usage_records.with_label_values(&[label]);
         Self {
-            outcomes: ["recorded", "duplicate", "conflict", "failed"].map(outcome),
+            outcomes: RECORD_OUTCOMES.map(outcome),
             units: catalogue
                 .metrics()
                 .iter()
@@ -141,4 +140,21 @@ impl EngineContext {
 /// nothing else of it.
 pub trait ActorSlots: Send + Sync + 'static {
     fn release(&self, org: &OrgId, generation: u64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_outcomes_index_their_own_label() {
+        for (outcome, label) in [
+            (RecordOutcome::Recorded, "recorded"),
+            (RecordOutcome::Duplicate, "duplicate"),
+            (RecordOutcome::Conflict, "conflict"),
+            (RecordOutcome::Failed, "failed"),
+        ] {
+            assert_eq!(RECORD_OUTCOMES[outcome as usize], label);
+        }
+    }
 }
