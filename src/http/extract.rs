@@ -14,6 +14,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::{ready, LocalBoxFuture, Ready};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use std::future::Future;
 use std::task::Poll;
 
@@ -211,7 +212,7 @@ pub async fn read_body(
 
 /// Parses exactly one JSON value (white space around it allowed, nothing else),
 /// naming the failing field (`value`, `items[2].id`) in the details.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     // The plain parse is the hot path; only a body it refuses is parsed again, with
     // path tracking, to name the field in the error.
     let mut de = serde_json::Deserializer::from_slice(bytes);

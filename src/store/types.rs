@@ -53,12 +53,36 @@ pub enum Recorded {
 /// The answer body of a usage record (`{periodKey, used, remaining}`), exactly as every
 /// backend writes it, so a replay is byte-identical whichever node answers it.
 pub fn record_body(period: PeriodKey, total: u64, included: u64) -> Arc<[u8]> {
-    format!(
-        "{{\"periodKey\":\"{period}\",\"used\":{total},\"remaining\":{}}}",
-        included.saturating_sub(total)
-    )
-    .into_bytes()
-    .into()
+    // Built from bytes: every record and every batch event writes one, and `format!`
+    // was a twentieth of a batch's instructions. Same text as the format it replaced
+    // (`{"periodKey":"YYYY-MM","used":N,"remaining":N}`); a test holds them equal.
+    let (mut used, mut remaining) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (used, remaining) = (
+        used.format(total),
+        remaining.format(included.saturating_sub(total)),
+    );
+    let mut out = Vec::with_capacity(48 + used.len() + remaining.len());
+    out.extend_from_slice(b"{\"periodKey\":\"");
+    let (year, month) = (period.year(), period.month());
+    if year <= 9999 {
+        out.extend_from_slice(&[
+            b'0' + (year / 1000) as u8,
+            b'0' + (year / 100 % 10) as u8,
+            b'0' + (year / 10 % 10) as u8,
+            b'0' + (year % 10) as u8,
+            b'-',
+            b'0' + (month / 10) as u8,
+            b'0' + (month % 10) as u8,
+        ]);
+    } else {
+        out.extend_from_slice(period.to_string().as_bytes());
+    }
+    out.extend_from_slice(b"\",\"used\":");
+    out.extend_from_slice(used.as_bytes());
+    out.extend_from_slice(b",\"remaining\":");
+    out.extend_from_slice(remaining.as_bytes());
+    out.push(b'}');
+    out.into()
 }
 
 /// One write of an org's ledger, committed with the others of its call atomically.
@@ -151,4 +175,31 @@ pub struct DebugEntry {
     pub correlation_id: String,
     pub request_id: String,
     pub org_id: Option<String>,
+}
+
+#[cfg(test)]
+mod record_body_tests {
+    use super::*;
+
+    /// Stored answers are replayed byte for byte: the body must not change its text.
+    #[test]
+    fn record_body_is_the_text_it_always_was() {
+        for (index, total, included) in [
+            (2026 * 12 + 11, 0, 1_000),
+            (2026 * 12, 1_500, 1_000),
+            (7 * 12 + 8, u64::MAX, u64::MAX),
+            (12_345 * 12 + 2, 42, 43),
+        ] {
+            let period = PeriodKey::from_index(index);
+            let before = format!(
+                "{{\"periodKey\":\"{period}\",\"used\":{total},\"remaining\":{}}}",
+                included.saturating_sub(total)
+            );
+            assert_eq!(&*record_body(period, total, included), before.as_bytes());
+        }
+        assert_eq!(
+            &*record_body(PeriodKey::from_index(2026 * 12 + 2), 7, 10),
+            br#"{"periodKey":"2026-03","used":7,"remaining":3}"#
+        );
+    }
 }
