@@ -99,15 +99,57 @@ impl PeriodKey {
     }
 }
 
+impl PeriodKey {
+    /// The key's text, `YYYY-MM`, as bytes on the stack for a four-digit year (every
+    /// record's answer body carries one, and the formatter cost more than the rest of
+    /// the body); `None` beyond year 9999, which only `Display`'s general form spells.
+    pub fn digits(self) -> Option<[u8; 7]> {
+        let (year, month) = (self.year(), self.month());
+        let digit = |n: u32| b'0' + (n % 10) as u8;
+        (year <= 9999).then(|| {
+            [
+                digit(year / 1000),
+                digit(year / 100),
+                digit(year / 10),
+                digit(year),
+                b'-',
+                digit(month / 10),
+                digit(month),
+            ]
+        })
+    }
+}
+
 impl fmt::Display for PeriodKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:02}", self.year(), self.month())
+        match self.digits() {
+            // ASCII digits and a dash: always UTF-8.
+            Some(d) => f.write_str(std::str::from_utf8(&d).unwrap_or_default()),
+            None => write!(f, "{:04}-{:02}", self.year(), self.month()),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keys are stored and answered as text: the stack form must spell what the general
+    /// zero-padded form spells.
+    #[test]
+    fn displays_as_zero_padded_year_and_month() {
+        for (index, text) in [
+            (2026 * 12 + 11, "2026-12"),
+            (7 * 12 + 8, "0007-09"),
+            (9999 * 12 + 11, "9999-12"),
+            (12_345 * 12 + 2, "12345-03"),
+        ] {
+            let key = PeriodKey::from_index(index);
+            assert_eq!(key.to_string(), text);
+            let general = format!("{:04}-{:02}", key.year(), key.month());
+            assert_eq!(key.to_string(), general);
+        }
+    }
 
     #[test]
     fn parses_only_real_months() {

@@ -63,19 +63,9 @@ pub fn record_body(period: PeriodKey, total: u64, included: u64) -> Arc<[u8]> {
     );
     let mut out = Vec::with_capacity(48 + used.len() + remaining.len());
     out.extend_from_slice(b"{\"periodKey\":\"");
-    let (year, month) = (period.year(), period.month());
-    if year <= 9999 {
-        out.extend_from_slice(&[
-            b'0' + (year / 1000) as u8,
-            b'0' + (year / 100 % 10) as u8,
-            b'0' + (year / 10 % 10) as u8,
-            b'0' + (year % 10) as u8,
-            b'-',
-            b'0' + (month / 10) as u8,
-            b'0' + (month % 10) as u8,
-        ]);
-    } else {
-        out.extend_from_slice(period.to_string().as_bytes());
+    match period.digits() {
+        Some(d) => out.extend_from_slice(&d),
+        None => out.extend_from_slice(period.to_string().as_bytes()),
     }
     out.extend_from_slice(b"\",\"used\":");
     out.extend_from_slice(used.as_bytes());
