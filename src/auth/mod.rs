@@ -48,8 +48,10 @@ impl From<&ApiKeyRecord> for KeyEntry {
 }
 
 pub struct Authenticator {
-    admin: HashSet<[u8; 32]>,
-    service: HashSet<[u8; 32]>,
+    /// Digests, uniformly random already: a fast hasher suffices (SipHash over them
+    /// cost more than the rest of the look-up).
+    admin: HashSet<[u8; 32], RandomState>,
+    service: HashSet<[u8; 32], RandomState>,
     keys: DashMap<KeyId, KeyEntry, RandomState>,
     store: Arc<dyn KeyStore>,
     /// Where `refresh` continues reading the store's key changes from.

@@ -18,10 +18,22 @@ fn check_id(raw: &str) -> Result<(), ParseError> {
             "must be at most {MAX_ID_BYTES} bytes"
         )));
     }
-    if raw.chars().any(|c| c.is_control()) {
+    // Ids are ASCII almost always and parsed on every request: check those as bytes,
+    // and only the rest as chars.
+    let b = raw.as_bytes();
+    let (control, padded) = if raw.is_ascii() {
+        let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_whitespace() || *b == 0x0b);
+        (
+            b.iter().any(|b| b.is_ascii_control()),
+            edge(b.first()) || edge(b.last()),
+        )
+    } else {
+        (raw.chars().any(char::is_control), raw.trim() != raw)
+    };
+    if control {
         return Err(ParseError::new("must not contain control characters"));
     }
-    if raw.trim() != raw {
+    if padded {
         return Err(ParseError::new("must not start or end with white space"));
     }
     Ok(())
@@ -90,6 +102,41 @@ mod tests {
         assert!(RequestId::parse("a\u{0}b").is_err());
         assert!(RequestId::parse("a\nb").is_err());
         assert!(RequestId::parse(" a").is_err());
+    }
+
+    /// The byte checks for ASCII ids answer what the char checks answer.
+    #[test]
+    fn ascii_ids_are_judged_like_any_other() {
+        let by_chars = |raw: &str| {
+            if raw.chars().any(char::is_control) {
+                Some("control")
+            } else if raw.trim() != raw {
+                Some("white space")
+            } else {
+                None
+            }
+        };
+        let mut samples: Vec<String> = (0u8..=127)
+            .flat_map(|b| {
+                let c = char::from(b);
+                [
+                    format!("{c}a"),
+                    format!("a{c}"),
+                    format!("a{c}b"),
+                    c.to_string(),
+                ]
+            })
+            .collect();
+        samples.extend(["\u{a0}a".into(), "a\u{2003}".into(), "é\u{85}".into()]);
+        for raw in &samples {
+            let got = check_id(raw).err().map(|e| e.0);
+            let want = by_chars(raw);
+            assert_eq!(
+                got.as_deref().map(|m| m.contains(want.unwrap_or("-"))),
+                want.map(|_| true),
+                "{raw:?}: {got:?}"
+            );
+        }
     }
 
     #[test]

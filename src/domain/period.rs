@@ -4,7 +4,7 @@
 //! "next period" are integer arithmetic; the string form is only for the wire.
 
 use super::ParseError;
-use chrono::{DateTime, Datelike, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -64,9 +64,7 @@ impl PeriodKey {
 
     /// First instant of the period.
     pub fn start(self) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(self.year() as i32, self.month(), 1, 0, 0, 0)
-            .single()
-            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        DateTime::from_timestamp(self.start_secs(), 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 
     /// First instant after the period (the reset time).
@@ -75,13 +73,29 @@ impl PeriodKey {
     }
 
     pub fn length_secs(self) -> u64 {
-        (self.end() - self.start()).num_seconds().max(0) as u64
+        (self.next().start_secs() - self.start_secs()).max(0) as u64
     }
 
     /// Whole seconds from `now` to the end of the period, rounded up, never negative.
     pub fn secs_until_end(self, now: DateTime<Utc>) -> u64 {
-        let ms = (self.end() - now).num_milliseconds().max(0) as u64;
-        ms.div_ceil(1000)
+        // Whole milliseconds, truncated as a `Duration` would be, then rounded up.
+        let sub_ms = i64::from(now.timestamp_subsec_nanos().div_ceil(1_000_000));
+        let ms = (self.next().start_secs() - now.timestamp()) * 1000 - sub_ms;
+        (ms.max(0) as u64).div_ceil(1000)
+    }
+
+    /// Seconds from the Unix epoch to the period's first instant, by the civil-date day
+    /// count (Hinnant's `days_from_civil`) rather than chrono's calendar types: both
+    /// RateLimit headers need it on every decision.
+    fn start_secs(self) -> i64 {
+        let (year, month) = (i64::from(self.year()), i64::from(self.month()));
+        // Years counted from March, so that February's leap day ends the year.
+        let year = if month <= 2 { year - 1 } else { year };
+        let era = year.div_euclid(400);
+        let year_of_era = year - era * 400;
+        let day_of_year = (153 * ((month + 9) % 12) + 2) / 5;
+        let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+        (era * 146_097 + day_of_era - 719_468) * 86_400
     }
 
     /// Compact big-endian form for store keys (sorts like the period).
@@ -179,6 +193,31 @@ mod tests {
         let feb = PeriodKey::parse("2028-02").unwrap();
         assert_eq!(feb.length_secs(), 29 * 86_400);
         assert!(dec < dec.next());
+    }
+
+    /// The day count agrees with chrono's calendar for every month of every year the
+    /// service knows, and the seconds to the end with chrono's durations.
+    #[test]
+    fn period_bounds_match_the_calendar() {
+        use chrono::TimeZone;
+        for index in (MIN_YEAR * 12)..=(MAX_YEAR * 12 + 11) {
+            let p = PeriodKey::from_index(index);
+            let start = Utc
+                .with_ymd_and_hms(p.year() as i32, p.month(), 1, 0, 0, 0)
+                .single()
+                .unwrap();
+            assert_eq!(p.start(), start, "{p}");
+            let end = p.next().start();
+            assert_eq!(p.length_secs(), (end - start).num_seconds() as u64, "{p}");
+        }
+        let p = PeriodKey::parse("2026-03").unwrap();
+        for offset_us in [
+            -5_000_000, -1_000_001, -1_000_000, -999_999, -1_500_400, -1_000_400, -1, 0, 1, 700,
+        ] {
+            let now = p.end() + chrono::Duration::microseconds(offset_us);
+            let want = ((p.end() - now).num_milliseconds().max(0) as u64).div_ceil(1000);
+            assert_eq!(p.secs_until_end(now), want, "{offset_us} us");
+        }
     }
 
     #[test]

@@ -15,8 +15,10 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest, ResponseError};
 use std::time::Instant;
 
-pub const REQUEST_ID: &str = "x-request-id";
-pub const CORRELATION_ID: &str = "x-correlation-id";
+// Names as constants, not strings: a header looked up or inserted by `&str` is parsed
+// into a name each time, twice per id per request.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 pub const TENANT_ID: &str = "x-tenant-id";
 
 /// The org a request concerned, for the DebugLog (set by handlers).
@@ -29,7 +31,7 @@ pub fn tag_org(req: &HttpRequest, org: &OrgId) {
 
 /// Accepts a caller's id only if it is short and printable; otherwise a fresh one is
 /// used, so a hostile header can never reach logs or responses.
-fn header_id<'r>(req: &'r ServiceRequest, name: &str) -> Option<&'r HeaderValue> {
+fn header_id<'r>(req: &'r ServiceRequest, name: &HeaderName) -> Option<&'r HeaderValue> {
     let v = req.headers().get(name)?;
     let b = v.as_bytes();
     let ok = !b.is_empty() && b.len() <= 128 && b.iter().all(|b| b.is_ascii_graphic());
@@ -77,7 +79,10 @@ pub async fn middleware<B: MessageBody + 'static>(
     next: Next<B>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let ids = Ids::new(header_id(&req, REQUEST_ID), header_id(&req, CORRELATION_ID));
+    let ids = Ids::new(
+        header_id(&req, &REQUEST_ID),
+        header_id(&req, &CORRELATION_ID),
+    );
     let observe = req.app_data::<web::Data<Observe>>().cloned();
     let stopping = observe
         .as_ref()
@@ -101,11 +106,8 @@ pub async fn middleware<B: MessageBody + 'static>(
             .map_into_left_body()
     };
     let headers = res.headers_mut();
-    headers.insert(HeaderName::from_static(REQUEST_ID), ids.request_id.clone());
-    headers.insert(
-        HeaderName::from_static(CORRELATION_ID),
-        ids.correlation_id.clone(),
-    );
+    headers.insert(REQUEST_ID, ids.request_id.clone());
+    headers.insert(CORRELATION_ID, ids.correlation_id.clone());
     if let Some(observe) = observe {
         let path = res.request().path();
         let method = method_label(res.request().method());

@@ -7,6 +7,10 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::HttpResponseBuilder;
 use chrono::{DateTime, SecondsFormat, Utc};
 
+const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const STATE: HeaderName = HeaderName::from_static("ratelimit");
+const RETRY_AFTER: HeaderName = HeaderName::from_static("retry-after");
+
 /// What the RateLimit headers and the denial envelope describe.
 #[derive(Clone, Copy)]
 pub struct Limits<'a> {
@@ -31,14 +35,8 @@ impl Limits<'_> {
     fn headers(&self) -> [(HeaderName, HeaderValue); 2] {
         let state = self.state();
         [
-            (
-                HeaderName::from_static("ratelimit-policy"),
-                to_value(state.policy_header()),
-            ),
-            (
-                HeaderName::from_static("ratelimit"),
-                to_value(state.state_header()),
-            ),
+            (POLICY, to_value(state.policy_header())),
+            (STATE, to_value(state.state_header())),
         ]
     }
 
@@ -75,10 +73,8 @@ impl Limits<'_> {
             reset_at.to_rfc3339_opts(SecondsFormat::Secs, true).into(),
         );
         e.headers.extend(limits.headers());
-        e.headers.push((
-            HeaderName::from_static("retry-after"),
-            to_value(self.state().reset_secs().to_string()),
-        ));
+        e.headers
+            .push((RETRY_AFTER, to_value(self.state().reset_secs().to_string())));
         e
     }
 }

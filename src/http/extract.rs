@@ -74,10 +74,23 @@ impl Auth {
     }
 }
 
+/// The token of `Authorization: Bearer <token>` (scheme case-insensitive, the token
+/// printable). Read as bytes: it is on every request, and the string searches it
+/// replaced cost more than the rest of the credential check bar the hash.
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    let value = req.headers().get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, token) = (value.get(..6)?, value.get(6..)?);
+    let token = token.strip_prefix(b" ")?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") || !token.iter().all(|&b| is_text(b)) {
+        return None;
+    }
+    // Printable ASCII only, so always UTF-8.
+    std::str::from_utf8(token.trim_ascii()).ok()
+}
+
+/// What `HeaderValue::to_str` accepts: visible ASCII, space and tab.
+fn is_text(b: u8) -> bool {
+    b == b'\t' || (b' '..=b'~').contains(&b)
 }
 
 /// The app was built without its `AppState`: a wiring bug, never the caller's fault.
@@ -133,11 +146,12 @@ pub struct BodyLimit(pub usize);
 pub struct BodyDeadline(pub std::time::Duration);
 
 pub fn is_json(req: &HttpRequest) -> bool {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return false;
+    };
+    let value = value.as_bytes();
+    let mime = value.split(|&b| b == b';').next().unwrap_or_default();
+    value.iter().all(|&b| is_text(b)) && mime.trim_ascii().eq_ignore_ascii_case(b"application/json")
 }
 
 pub fn too_large(limit: usize) -> ApiError {
@@ -290,5 +304,53 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
             let body = read_body(&req, &mut payload, limit).await?;
             parse_json(&body).map(Json)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn with(name: header::HeaderName, value: &[u8]) -> HttpRequest {
+        let value = header::HeaderValue::from_bytes(value).unwrap();
+        TestRequest::default()
+            .insert_header((name, value))
+            .to_http_request()
+    }
+
+    #[test]
+    fn bearer_takes_the_token_of_the_bearer_scheme_only() {
+        let token = |v: &[u8]| bearer(&with(header::AUTHORIZATION, v)).map(str::to_owned);
+        assert_eq!(token(b"Bearer abc"), Some("abc".into()));
+        assert_eq!(token(b"bEaReR  abc\t"), Some("abc".into()));
+        assert_eq!(token(b"Bearer "), Some(String::new()));
+        for refused in [
+            &b"Bearer"[..],
+            b"Bearerabc",
+            b"Bearer\tabc",
+            b"Basic abc",
+            b"Bear abc",
+            b"Bearer ab\xffc",
+        ] {
+            assert_eq!(
+                token(refused),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(refused)
+            );
+        }
+        assert_eq!(bearer(&TestRequest::default().to_http_request()), None);
+    }
+
+    #[test]
+    fn json_is_the_media_type_whatever_its_parameters() {
+        let json = |v: &[u8]| is_json(&with(header::CONTENT_TYPE, v));
+        assert!(json(b"application/json"));
+        assert!(json(b" Application/JSON ; charset=utf-8"));
+        assert!(!json(b"application/json-seq"));
+        assert!(!json(b"text/plain; application/json"));
+        assert!(!json(b"application/json; charset=\xff"));
+        assert!(!is_json(&TestRequest::default().to_http_request()));
     }
 }

@@ -5,8 +5,8 @@
 //! route does not answer, a 1xx/3xx) takes the general labelled path.
 
 use crate::metrics::Metrics;
+use foldhash::HashMap;
 use prometheus::{Histogram, IntCounter};
-use std::collections::HashMap;
 
 /// Status classes with pre-resolved counters, in this order.
 const CLASSES: [&str; 3] = ["2xx", "4xx", "5xx"];
@@ -44,7 +44,7 @@ pub fn class_label(status: u16) -> &'static str {
 
 impl RouteMetrics {
     pub fn new(metrics: &Metrics, routes: &[(&'static str, &'static str)]) -> Self {
-        let mut map: HashMap<&'static str, Vec<Series>> = HashMap::new();
+        let mut map: HashMap<&'static str, Vec<Series>> = HashMap::default();
         for &(path, method) in routes {
             let methods = if method == "ANY" {
                 vec!["GET", "POST"]
