@@ -6,13 +6,12 @@
 pub use super::ids::correlation_id;
 use super::ids::{self, Ids};
 use crate::debug_log::DebugLogSink;
-use crate::domain::OrgId;
 use crate::store::DebugEntry;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpMessage, HttpRequest, ResponseError};
+use actix_web::{web, ResponseError};
 use std::time::Instant;
 
 // Names as constants, not strings: a header looked up or inserted by `&str` is parsed
@@ -21,13 +20,8 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 pub const TENANT_ID: &str = "x-tenant-id";
 
-/// The org a request concerned, for the DebugLog (set by handlers).
-#[derive(Debug, Clone)]
-pub struct OrgTag(pub OrgId);
-
-pub fn tag_org(req: &HttpRequest, org: &OrgId) {
-    req.extensions_mut().insert(OrgTag(org.clone()));
-}
+/// Notes the org a request concerned, for its DebugLog entry.
+pub use super::ids::tag_org;
 
 /// Accepts a caller's id only if it is short and printable; otherwise a fresh one is
 /// used, so a hostile header can never reach logs or responses.
@@ -87,7 +81,7 @@ pub async fn middleware<B: MessageBody + 'static>(
     let stopping = observe
         .as_ref()
         .is_some_and(|o| o.shutting_down.load(std::sync::atomic::Ordering::SeqCst));
-    let mut res = if stopping {
+    let (mut res, ids, org) = if stopping {
         let refused = ids::sync_scope(ids.clone(), || {
             super::error::ApiError::new(
                 super::error::Code::Unavailable,
@@ -99,11 +93,10 @@ pub async fn middleware<B: MessageBody + 'static>(
         res.response_mut()
             .head_mut()
             .set_connection_type(actix_web::http::ConnectionType::Close);
-        res.map_into_right_body()
+        (res.map_into_right_body(), ids, None)
     } else {
-        ids::scope(ids.clone(), next.call(req))
-            .await?
-            .map_into_left_body()
+        let (res, ids, org) = ids::scope(ids, next.call(req)).await;
+        (res?.map_into_left_body(), ids, org)
     };
     let headers = res.headers_mut();
     headers.insert(REQUEST_ID, ids.request_id.clone());
@@ -118,11 +111,7 @@ pub async fn middleware<B: MessageBody + 'static>(
             .observe(path, method, status, elapsed.as_secs_f64());
         if observe.debug_log.should_log(is_hot(route, status)) {
             let route = route.to_owned();
-            let org_id = res
-                .request()
-                .extensions()
-                .get::<OrgTag>()
-                .map(|t| t.0.to_string());
+            let org_id = org.map(|o| o.to_string());
             observe.debug_log.push(DebugEntry {
                 at_ms: chrono::Utc::now().timestamp_millis(),
                 method: method.to_owned(),

@@ -128,7 +128,7 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> ApiResul
     let (Some(deny), Some(cost), Some(metric)) = (deny, cost, metric) else {
         return Err(f.error());
     };
-    tag_org(&req, &org);
+    tag_org(&org);
     let degraded = store_outage(&state)?;
     let now = state.now();
     let o = match state.engine.consume(&org, &metric, cost, now).await {

@@ -5,7 +5,7 @@ use crate::http::error::ApiResult;
 use crate::http::extract::{Auth, Json};
 use crate::http::fields::{self, Fields};
 use crate::http::AppState;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -19,7 +19,6 @@ pub struct EnsureBody {
 pub async fn ensure_customer(
     state: web::Data<AppState>,
     auth: Auth,
-    req: HttpRequest,
     Json(body): Json<EnsureBody>,
 ) -> ApiResult<HttpResponse> {
     super::require_stripe(&state)?;
@@ -30,7 +29,7 @@ pub async fn ensure_customer(
         return Err(f.error());
     };
     auth.require_org(&org)?;
-    tag_org(&req, &org);
+    tag_org(&org);
     let id = state.billing.ensure_customer(&org, &email).await?;
     Ok(HttpResponse::Ok().json(json!({ "stripeCustomerId": id })))
 }
@@ -45,7 +44,6 @@ pub struct SubscribeBody {
 pub async fn create_subscription(
     state: web::Data<AppState>,
     auth: Auth,
-    req: HttpRequest,
     Json(body): Json<SubscribeBody>,
 ) -> ApiResult<HttpResponse> {
     super::require_stripe(&state)?;
@@ -56,7 +54,7 @@ pub async fn create_subscription(
         return Err(f.error());
     };
     auth.require_org(&org)?;
-    tag_org(&req, &org);
+    tag_org(&org);
     let out = state.billing.create_trial(&org, &plan).await?;
     Ok(HttpResponse::Ok().json(json!({
         "subscriptionId": out.subscription_id,

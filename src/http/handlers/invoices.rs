@@ -24,7 +24,7 @@ pub async fn list(
 ) -> ApiResult<HttpResponse> {
     super::require_stripe(&state)?;
     let org = auth.tenant(&req)?;
-    tag_org(&req, &org);
+    tag_org(&org);
     let limit = fields::limit_param(query.limit.as_deref(), 10, 100)?;
     let mut f = Fields::new();
     let cursor = match query.cursor.filter(|c| !c.is_empty()) {

@@ -14,7 +14,7 @@ pub async fn entitlements(
     req: HttpRequest,
 ) -> ApiResult<HttpResponse> {
     let org = auth.tenant(&req)?;
-    tag_org(&req, &org);
+    tag_org(&org);
     let view = state.engine.entitlements(&org).await?;
     let line = |m: &Metric| {
         let included = view.plan.included(m);

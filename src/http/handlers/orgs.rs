@@ -66,7 +66,7 @@ pub async fn create(
     };
     match state.engine.create_org(new, state.now()).await? {
         Created::New(org, body) => {
-            tag_org(&req, &org);
+            tag_org(&org);
             Ok(json_response(body))
         }
         Created::Replayed(body) => Ok(json_response(body)),
@@ -89,7 +89,6 @@ struct KeyBody {
 pub async fn create_key(
     state: web::Data<AppState>,
     auth: Auth,
-    req: HttpRequest,
     Json(body): Json<CreateKey>,
 ) -> ApiResult<HttpResponse> {
     auth.require_operator()?;
@@ -97,7 +96,7 @@ pub async fn create_key(
     let Some(org) = f.required("orgId", body.org_id.as_deref(), OrgId::parse) else {
         return Err(f.error());
     };
-    tag_org(&req, &org);
+    tag_org(&org);
     super::ensure_org(&state, &org).await?;
     let (key_id, api_key) = state
         .auth
@@ -116,7 +115,6 @@ pub struct RevokeKey {
 pub async fn revoke_key(
     state: web::Data<AppState>,
     auth: Auth,
-    req: HttpRequest,
     Json(body): Json<RevokeKey>,
 ) -> ApiResult<HttpResponse> {
     let mut f = Fields::new();
@@ -132,7 +130,7 @@ pub async fn revoke_key(
             return Err(ApiError::forbidden("this API key belongs to another org"));
         }
     }
-    tag_org(&req, &owner);
+    tag_org(&owner);
     if !state
         .auth
         .revoke(&key, state.now().timestamp_millis())
@@ -155,7 +153,6 @@ pub struct ListKeys {
 pub async fn list_keys(
     state: web::Data<AppState>,
     auth: Auth,
-    req: HttpRequest,
     Query(query): Query<ListKeys>,
 ) -> ApiResult<HttpResponse> {
     let mut f = Fields::new();
@@ -163,7 +160,7 @@ pub async fn list_keys(
         return Err(f.error());
     };
     auth.require_org(&org)?;
-    tag_org(&req, &org);
+    tag_org(&org);
     super::ensure_org(&state, &org).await?;
     let keys: Vec<_> = state
         .auth
@@ -186,7 +183,6 @@ pub async fn list_keys(
 pub async fn revoke_all_keys(
     state: web::Data<AppState>,
     auth: Auth,
-    req: HttpRequest,
     Json(body): Json<CreateKey>,
 ) -> ApiResult<HttpResponse> {
     auth.require_operator()?;
@@ -194,7 +190,7 @@ pub async fn revoke_all_keys(
     let Some(org) = f.required("orgId", body.org_id.as_deref(), OrgId::parse) else {
         return Err(f.error());
     };
-    tag_org(&req, &org);
+    tag_org(&org);
     super::ensure_org(&state, &org).await?;
     let revoked = state
         .auth

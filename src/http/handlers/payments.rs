@@ -7,7 +7,7 @@ use crate::http::error::ApiResult;
 use crate::http::extract::{Auth, Json};
 use crate::http::fields::{self, Fields};
 use crate::http::AppState;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -19,24 +19,23 @@ pub struct OrgBody {
 
 /// Checks a body that names only the org: Stripe configured, `orgId` valid and the
 /// caller's.
-fn accept_org(state: &AppState, auth: &Auth, req: &HttpRequest, body: OrgBody) -> ApiResult<OrgId> {
+fn accept_org(state: &AppState, auth: &Auth, body: OrgBody) -> ApiResult<OrgId> {
     super::require_stripe(state)?;
     let mut f = Fields::new();
     let Some(org) = fields::org_field(&mut f, body.org_id.as_deref()) else {
         return Err(f.error());
     };
     auth.require_org(&org)?;
-    tag_org(req, &org);
+    tag_org(&org);
     Ok(org)
 }
 
 pub async fn setup_intent(
     state: web::Data<AppState>,
     auth: Auth,
-    req: HttpRequest,
     Json(body): Json<OrgBody>,
 ) -> ApiResult<HttpResponse> {
-    let org = accept_org(&state, &auth, &req, body)?;
+    let org = accept_org(&state, &auth, body)?;
     let secret = state.billing.setup_intent(&org).await?;
     Ok(HttpResponse::Ok().json(json!({ "clientSecret": secret })))
 }
@@ -51,7 +50,6 @@ pub struct DefaultMethodBody {
 pub async fn default_method(
     state: web::Data<AppState>,
     auth: Auth,
-    req: HttpRequest,
     Json(body): Json<DefaultMethodBody>,
 ) -> ApiResult<HttpResponse> {
     super::require_stripe(&state)?;
@@ -62,7 +60,7 @@ pub async fn default_method(
         return Err(f.error());
     };
     auth.require_org(&org)?;
-    tag_org(&req, &org);
+    tag_org(&org);
     state.billing.set_default_method(&org, &pm).await?;
     Ok(HttpResponse::Ok().json(json!({ "ok": true })))
 }
@@ -70,10 +68,9 @@ pub async fn default_method(
 pub async fn portal(
     state: web::Data<AppState>,
     auth: Auth,
-    req: HttpRequest,
     Json(body): Json<OrgBody>,
 ) -> ApiResult<HttpResponse> {
-    let org = accept_org(&state, &auth, &req, body)?;
+    let org = accept_org(&state, &auth, body)?;
     let url = state.billing.portal(&org).await?;
     Ok(HttpResponse::Ok().json(json!({ "url": url })))
 }

@@ -6,7 +6,7 @@ use crate::http::error::ApiResult;
 use crate::http::extract::{Auth, Json};
 use crate::http::fields::{self, Fields};
 use crate::http::AppState;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -22,7 +22,6 @@ pub struct ChangeBody {
 fn accept(
     state: &AppState,
     auth: &Auth,
-    req: &HttpRequest,
     body: ChangeBody,
 ) -> ApiResult<(crate::domain::OrgId, String, Option<i64>)> {
     super::require_stripe(state)?;
@@ -42,17 +41,16 @@ fn accept(
         return Err(f.error());
     }
     auth.require_org(&org)?;
-    tag_org(req, &org);
+    tag_org(&org);
     Ok((org, plan, body.proration_date_unix))
 }
 
 pub async fn preview(
     state: web::Data<AppState>,
     auth: Auth,
-    req: HttpRequest,
     Json(body): Json<ChangeBody>,
 ) -> ApiResult<HttpResponse> {
-    let (org, plan, _) = accept(&state, &auth, &req, body)?;
+    let (org, plan, _) = accept(&state, &auth, body)?;
     let p = state.billing.preview(&org, &plan).await?;
     let items: Vec<_> = p
         .items
@@ -79,10 +77,9 @@ pub async fn preview(
 pub async fn upgrade_now(
     state: web::Data<AppState>,
     auth: Auth,
-    req: HttpRequest,
     Json(body): Json<ChangeBody>,
 ) -> ApiResult<HttpResponse> {
-    let (org, plan, proration_date) = accept(&state, &auth, &req, body)?;
+    let (org, plan, proration_date) = accept(&state, &auth, body)?;
     let plan = state
         .billing
         .upgrade_now(&org, &plan, proration_date)
@@ -93,10 +90,9 @@ pub async fn upgrade_now(
 pub async fn downgrade_schedule(
     state: web::Data<AppState>,
     auth: Auth,
-    req: HttpRequest,
     Json(body): Json<ChangeBody>,
 ) -> ApiResult<HttpResponse> {
-    let (org, plan, _) = accept(&state, &auth, &req, body)?;
+    let (org, plan, _) = accept(&state, &auth, body)?;
     let pending = state.billing.schedule_downgrade(&org, &plan).await?;
     Ok(HttpResponse::Ok().json(json!({
         "effectiveAt": fields::rfc3339(pending.effective_unix),

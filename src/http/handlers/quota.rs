@@ -11,7 +11,7 @@ use crate::http::fields::{self, Fields};
 use crate::http::AppState;
 use crate::quota::Decision;
 use actix_web::http::header::ContentType;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -88,13 +88,12 @@ enum Decide {
 async fn decide(
     state: &AppState,
     auth: &Auth,
-    req: &HttpRequest,
     body: CheckBody,
     how: Decide,
 ) -> ApiResult<HttpResponse> {
     let (org, metric, cost) = decision_request(state, body)?;
     auth.require_org(&org)?;
-    tag_org(req, &org);
+    tag_org(&org);
     let degraded = store_outage(state)?;
     let now = state.now();
     let (decision, included, period) = match how {
@@ -116,10 +115,9 @@ async fn decide(
 pub async fn check(
     state: web::Data<AppState>,
     auth: Auth,
-    req: HttpRequest,
     Json(body): Json<CheckBody>,
 ) -> ApiResult<HttpResponse> {
-    decide(&state, &auth, &req, body, Decide::Check).await
+    decide(&state, &auth, body, Decide::Check).await
 }
 
 /// As `check`, except that an allowed answer has counted the cost (`remaining` is
@@ -127,10 +125,9 @@ pub async fn check(
 pub async fn consume(
     state: web::Data<AppState>,
     auth: Auth,
-    req: HttpRequest,
     Json(body): Json<CheckBody>,
 ) -> ApiResult<HttpResponse> {
-    decide(&state, &auth, &req, body, Decide::Consume).await
+    decide(&state, &auth, body, Decide::Consume).await
 }
 
 /// Any authenticated caller may see the envelope; it describes the free plan's

@@ -9,7 +9,7 @@ use crate::http::extract::{Auth, Json, Query};
 use crate::http::fields::{self, Fields};
 use crate::http::AppState;
 use crate::store::jobs::JobState;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -25,7 +25,6 @@ pub struct ProvisionBody {
 pub async fn provision(
     state: web::Data<AppState>,
     auth: Auth,
-    req: HttpRequest,
     Json(body): Json<ProvisionBody>,
 ) -> ApiResult<HttpResponse> {
     if !state.provisioning.is_configured() {
@@ -50,7 +49,7 @@ pub async fn provision(
         return Err(f.error());
     };
     auth.require_org(&org)?;
-    tag_org(&req, &org);
+    tag_org(&org);
     let id = state
         .provisioning
         .provision(ProvisionRequest {
@@ -73,7 +72,6 @@ pub struct StatusQuery {
 pub async fn status(
     state: web::Data<AppState>,
     auth: Auth,
-    req: HttpRequest,
     Query(query): Query<StatusQuery>,
 ) -> ApiResult<HttpResponse> {
     let mut f = Fields::new();
@@ -81,7 +79,7 @@ pub async fn status(
         return Err(f.error());
     };
     auth.require_org(&org)?;
-    tag_org(&req, &org);
+    tag_org(&org);
     let job = state
         .provisioning
         .status(&org)

@@ -8,7 +8,7 @@ use crate::http::error::ApiResult;
 use crate::http::extract::{Auth, Json};
 use crate::http::fields::{record_request, Fields, RecordBody};
 use crate::http::AppState;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -21,7 +21,6 @@ pub struct SeedBody {
 pub async fn seed(
     state: web::Data<AppState>,
     auth: Auth,
-    req: HttpRequest,
     Json(body): Json<SeedBody>,
 ) -> ApiResult<HttpResponse> {
     let mut f = Fields::new();
@@ -31,7 +30,7 @@ pub async fn seed(
         return Err(f.error());
     };
     auth.require_org(&org)?;
-    tag_org(&req, &org);
+    tag_org(&org);
     let reply = state.engine.seed(&org, period).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "used": reply.used,
@@ -43,13 +42,12 @@ pub async fn seed(
 pub async fn record(
     state: web::Data<AppState>,
     auth: Auth,
-    req: HttpRequest,
     Json(body): Json<RecordBody>,
 ) -> ApiResult<HttpResponse> {
     let now = state.now();
     let (org, usage) = record_request(state.engine.catalogue(), body, now)?;
     auth.require_org(&org)?;
-    tag_org(&req, &org);
+    tag_org(&org);
     let reply = state.engine.record(&org, usage, now).await?;
     let mut res = HttpResponse::Ok();
     if reply.replayed {
