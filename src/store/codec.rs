@@ -13,6 +13,21 @@ pub fn encode<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
     }
 }
 
+/// Appends `n` as postcard writes an unsigned integer (LEB128: seven bits a byte, low
+/// first), for the values hand-encoded on the group commit's path.
+pub fn push_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Appends `n` as postcard writes a signed integer (zigzag, then LEB128).
+pub fn push_signed_varint(out: &mut Vec<u8>, n: i64) {
+    push_varint(out, ((n << 1) ^ (n >> 63)) as u64);
+}
+
 /// Decodes a value written by `encode`; it may borrow from `bytes`.
 pub fn decode<'a, T: Deserialize<'a>>(
     tree: &'static str,
@@ -49,5 +64,30 @@ mod tests {
         assert_eq!(back, (7, "x".into()));
         assert!(decode::<(u64, String)>("t", 2, &bytes).is_err());
         assert!(decode::<u64>("t", 1, &[]).is_err());
+    }
+
+    #[test]
+    fn hand_written_integers_are_postcards() {
+        for n in [0, 1, 127, 128, 300, 16_383, 16_384, u64::MAX / 3, u64::MAX] {
+            let mut out = vec![9];
+            push_varint(&mut out, n);
+            assert_eq!(out, encode(9, &n), "{n}");
+        }
+        for n in [
+            0,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            -65,
+            1_700_000_000_123,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let mut out = vec![9];
+            push_signed_varint(&mut out, n);
+            assert_eq!(out, encode(9, &n), "{n}");
+        }
     }
 }

@@ -48,10 +48,14 @@ pub(super) struct Batch<'a> {
     ops: Ops,
     writes: usize,
     totals: HashMap<Vec<u8>, u64>,
-    /// Request ids recorded by this batch: their fingerprint and answer.
-    requests: HashMap<Vec<u8>, ([u8; 16], Body)>,
+    /// Request ids recorded by this batch, by their key's hash: the index of the last
+    /// entry with that hash (a record neither copies its key nor its answer for this;
+    /// a hash shared by two keys falls back to a scan of `entries`).
+    requests: HashMap<u64, usize>,
     /// The idempotency entries this batch writes (to the runs' memory once applied).
     entries: Vec<(Vec<u8>, IdemEntry)>,
+    /// Where an entry is encoded before it is copied into the log frame.
+    scratch: Vec<u8>,
     answers: Vec<Answer>,
     /// The records among `answers` beyond one per message (a batch's weight).
     extra_records: usize,
@@ -74,6 +78,7 @@ impl<'a> Batch<'a> {
             totals: HashMap::default(),
             requests: HashMap::default(),
             entries: Vec::new(),
+            scratch: Vec::new(),
             answers: Vec::new(),
             extra_records: 0,
             reads: Vec::new(),
@@ -140,11 +145,17 @@ impl<'a> Batch<'a> {
 
     /// What an earlier record of `key` answered: the runs (and their memory) hold every
     /// entry written since they exist, the ledger tree those of older versions.
-    fn seen(&self, key: &[u8]) -> StoreResult<Option<([u8; 16], Body)>> {
-        if let Some((fingerprint, body)) = self.requests.get(key) {
-            return Ok(Some((*fingerprint, body.clone())));
+    fn seen(&self, key: &[u8], hash: u64) -> StoreResult<Option<([u8; 16], Body)>> {
+        if let Some(&last) = self.requests.get(&hash) {
+            let same = |(k, _): &&(Vec<u8>, IdemEntry)| k.as_slice() == key;
+            let earlier = self.entries.get(last).filter(same);
+            // A repeat within one batch is rare, and a shared hash rarer: copying the
+            // answer, or scanning, is cheaper than keeping both per record.
+            if let Some((_, e)) = earlier.or_else(|| self.entries.iter().rev().find(same)) {
+                return Ok(Some((e.fingerprint, e.body.as_slice().into())));
+            }
         }
-        let stored = match self.inner.idem.get(key, idem::hash(key))? {
+        let stored = match self.inner.idem.get(key, hash)? {
             Some(e) => Some(e),
             None if self.inner.filter.may_contain(key) => self
                 .inner
@@ -159,7 +170,8 @@ impl<'a> Batch<'a> {
 
     fn record(&mut self, org: &OrgId, u: UsageRecord) -> StoreResult<Recorded> {
         let key = ledger::idem_key(org, &u.request);
-        if let Some((fingerprint, body)) = self.seen(&key)? {
+        let hash = idem::hash(&key);
+        if let Some((fingerprint, body)) = self.seen(&key, hash)? {
             return Ok(if fingerprint == u.fingerprint {
                 Recorded::Replayed { body }
             } else {
@@ -174,10 +186,10 @@ impl<'a> Batch<'a> {
             body: body.to_vec(),
             created_ms: u.now_ms,
         };
-        self.ops.put(&key, &ledger::encode_idem(&entry));
+        ledger::encode_idem_into(&entry, &mut self.scratch);
+        self.ops.put(&key, &self.scratch);
         self.writes += 1;
-        self.requests
-            .insert(key.clone(), (u.fingerprint, body.clone()));
+        self.requests.insert(hash, self.entries.len());
         self.entries.push((key, entry));
         Ok(Recorded::New { body, total })
     }
@@ -303,8 +315,10 @@ fn apply(
     sync_asked: bool,
 ) -> StoreResult<()> {
     inner.faults.apply_fault()?;
+    let mut value = Vec::with_capacity(11);
     for (key, total) in &totals {
-        ops.put(key, &ledger::encode_counter(*total));
+        ledger::encode_counter_into(*total, &mut value);
+        ops.put(key, &value);
     }
     if let Some(batch) = batch {
         inner.ledger.apply_batch(batch)?;
