@@ -39,18 +39,34 @@ fn record_fingerprint(metric: &Metric, value: u64, at: DateTime<Utc>) -> [u8; 16
     out
 }
 
-fn message(req: &RecordRequest, now: DateTime<Utc>) -> Record {
+/// What settling a record needs of it once the record itself went to the actor.
+#[derive(Clone, Copy)]
+struct Counted {
+    value: u64,
+    metric_index: Option<usize>,
+}
+
+/// The actor's message for `req`, taking its ids rather than copying them (a batch's
+/// events were copied three times on their way to the store).
+fn message(req: RecordRequest, now: DateTime<Utc>) -> Record {
     Record {
         fingerprint: record_fingerprint(&req.metric, req.value, req.occurred_at),
         period: PeriodKey::containing(req.occurred_at),
-        request: req.request.clone(),
-        metric: req.metric.clone(),
+        request: req.request,
+        metric: req.metric,
         value: req.value,
         now_ms: now.timestamp_millis(),
     }
 }
 
 impl QuotaEngine {
+    fn counted(&self, req: &RecordRequest) -> Counted {
+        Counted {
+            value: req.value,
+            metric_index: self.context().catalogue.metric_index(&req.metric),
+        }
+    }
+
     /// Records usage once per request id; returns once the record is durable (and the
     /// org's view shows it).
     pub async fn record(
@@ -59,8 +75,9 @@ impl QuotaEngine {
         req: RecordRequest,
         now: DateTime<Utc>,
     ) -> Result<RecordReply, EngineError> {
-        let pending = self.registry().send(org, message(&req, now)).await?;
-        self.settle(org, pending, &req).await
+        let counted = self.counted(&req);
+        let pending = self.registry().send(org, message(req, now)).await?;
+        self.settle(org, pending, counted).await
     }
 
     /// Records several events of one org, in order, each exactly as `record` would;
@@ -70,15 +87,16 @@ impl QuotaEngine {
     pub async fn record_batch(
         &self,
         org: &OrgId,
-        reqs: &[RecordRequest],
+        reqs: Vec<RecordRequest>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<RecordReply, EngineError>>, EngineError> {
-        let batch = RecordBatch(reqs.iter().map(|r| message(r, now)).collect());
+        let counted: Vec<Counted> = reqs.iter().map(|r| self.counted(r)).collect();
+        let batch = RecordBatch(reqs.into_iter().map(|r| message(r, now)).collect());
         let pending = self.registry().send(org, batch).await?;
-        let mut out = Vec::with_capacity(reqs.len());
+        let mut out = Vec::with_capacity(counted.len());
         // One after the other: they share one answer, so the first wait is the only one.
-        for (p, req) in pending.into_iter().zip(reqs) {
-            out.push(self.settle(org, p, req).await);
+        for (p, c) in pending.into_iter().zip(counted) {
+            out.push(self.settle(org, p, c).await);
         }
         Ok(out)
     }
@@ -88,7 +106,7 @@ impl QuotaEngine {
         &self,
         org: &OrgId,
         pending: PendingRecord,
-        req: &RecordRequest,
+        req: Counted,
     ) -> Result<RecordReply, EngineError> {
         let ctx = self.context();
         let (m, counters) = (&ctx.metrics, &ctx.records);
@@ -115,7 +133,7 @@ impl QuotaEngine {
                     RecordOutcome::Duplicate
                 } else {
                     m.idempotency_entries.inc();
-                    counters.units(ctx.catalogue.metric_index(&req.metric), req.value);
+                    counters.units(req.metric_index, req.value);
                     RecordOutcome::Recorded
                 };
                 counters.outcome(outcome);

@@ -101,17 +101,18 @@ pub async fn record_batch(
     }
     let engine = &state.engine;
     let submitted = orgs_in_order.iter().filter_map(|org| {
-        let (positions, usages) = by_org.get(org)?;
+        let (positions, usages) = by_org.remove(org)?;
         Some(async move {
+            let n = usages.len();
             let answers = match engine.record_batch(org, usages, now).await {
                 Ok(answers) => answers,
-                Err(e) => usages.iter().map(|_| Err(e.clone())).collect(),
+                Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
             };
             (positions, answers)
         })
     });
     for (positions, answers) in futures_util::future::join_all(submitted).await {
-        for (&i, answer) in positions.iter().zip(answers) {
+        for (i, answer) in positions.into_iter().zip(answers) {
             if let Some(slot) = results.get_mut(i) {
                 *slot = Some(answer.map_err(from_engine));
             }
