@@ -286,7 +286,12 @@ impl<T: DeserializeOwned> FromRequest for Query<T> {
     }
 }
 
-impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
+/// A JSON body's bytes, checked as `Json<T>` checks them (type, size, deadline) but not
+/// yet parsed: for handlers that parse into types borrowing from the bytes
+/// (`parse_json`), which spares a copy of every string field.
+pub struct JsonBytes(pub web::BytesMut);
+
+impl FromRequest for JsonBytes {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
@@ -301,9 +306,18 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
                 ));
             }
             let limit = req.app_data::<BodyLimit>().map_or(64 * 1024, |l| l.0);
-            let body = read_body(&req, &mut payload, limit).await?;
-            parse_json(&body).map(Json)
+            read_body(&req, &mut payload, limit).await.map(JsonBytes)
         })
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let bytes = JsonBytes::from_request(req, payload);
+        Box::pin(async move { parse_json(&bytes.await?.0).map(Json) })
     }
 }
 

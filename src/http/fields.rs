@@ -6,7 +6,10 @@ use super::error::{ApiError, ApiResult, Detail};
 use crate::domain::{Catalogue, Metric, OrgId, ParseError, RequestId};
 use crate::quota::RecordRequest;
 use chrono::{DateTime, Utc};
+use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use std::borrow::Cow;
+use std::fmt;
 
 #[derive(Default)]
 pub struct Fields(Vec<Detail>);
@@ -165,19 +168,56 @@ pub fn org_field(f: &mut Fields, raw: Option<&str>) -> Option<OrgId> {
     f.required("orgId", raw, OrgId::parse)
 }
 
+/// A string field borrowed from the body's bytes when it holds no escapes, owned when
+/// it does: the hot routes' ids and names are parsed straight from the request, not
+/// copied into a `String` each first. Refuses a non-string exactly as `String` does.
+pub struct Text<'a>(Cow<'a, str>);
+
+impl Text<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Cow<'de, str>;
+            // `String`'s words, so that errors read the same whichever is parsed.
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+        d.deserialize_string(Visit).map(Text)
+    }
+}
+
 /// How far in the future `occurredAt` may be (clock skew between callers and us).
 const MAX_AHEAD: chrono::Duration = chrono::Duration::minutes(5);
 
 /// One usage record as sent (alone, or one event of a batch).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RecordBody {
-    org_id: Option<String>,
-    metric: Option<String>,
+pub struct RecordBody<'a> {
+    #[serde(borrow)]
+    org_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    metric: Option<Text<'a>>,
     value: Option<u64>,
-    occurred_at: Option<String>,
-    #[serde(rename = "request_id")]
-    request_id: Option<String>,
+    #[serde(borrow)]
+    occurred_at: Option<Text<'a>>,
+    #[serde(rename = "request_id", borrow)]
+    request_id: Option<Text<'a>>,
 }
 
 fn occurred_at(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ParseError> {
@@ -195,19 +235,29 @@ fn occurred_at(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ParseErro
 /// The checked fields of one record (alone, or one event of a batch).
 pub fn record_request(
     catalogue: &Catalogue,
-    body: RecordBody,
+    body: RecordBody<'_>,
     now: DateTime<Utc>,
 ) -> ApiResult<(OrgId, RecordRequest)> {
     let mut f = Fields::new();
-    let org = f.required("orgId", body.org_id.as_deref(), OrgId::parse);
-    let metric = f.required("metric", body.metric.as_deref(), |m| {
+    let org = f.required(
+        "orgId",
+        body.org_id.as_ref().map(Text::as_str),
+        OrgId::parse,
+    );
+    let metric = f.required("metric", body.metric.as_ref().map(Text::as_str), |m| {
         known_metric(catalogue, m)
     });
     let value = f.required("value", body.value, amount);
-    let at = f.required("occurredAt", body.occurred_at.as_deref(), |r| {
-        occurred_at(r, now)
-    });
-    let request = f.required("request_id", body.request_id.as_deref(), RequestId::parse);
+    let at = f.required(
+        "occurredAt",
+        body.occurred_at.as_ref().map(Text::as_str),
+        |r| occurred_at(r, now),
+    );
+    let request = f.required(
+        "request_id",
+        body.request_id.as_ref().map(Text::as_str),
+        RequestId::parse,
+    );
     let (Some(org), Some(metric), Some(value), Some(at), Some(request)) =
         (org, metric, value, at, request)
     else {
@@ -235,6 +285,27 @@ mod tests {
             "", "a", "a@b", "@b.co", "a@@b.co", "a b@c.co", "a@b..co", "a@.co",
         ] {
             assert!(email(bad.into()).is_err(), "{bad}");
+        }
+    }
+
+    /// A `Text` borrows when it can, unescapes when it must, and refuses what `String`
+    /// refuses in `String`'s words (a batch's event answers must equal the single
+    /// record's, error text included).
+    #[test]
+    fn text_borrows_plain_strings_and_refuses_like_string() {
+        let t: Text<'_> = serde_json::from_str(r#""org_1""#).unwrap();
+        assert!(matches!(t.0, Cow::Borrowed("org_1")));
+        let t: Text<'_> = serde_json::from_str(r#""a\"b\u00e9""#).unwrap();
+        assert_eq!(t.as_str(), "a\"bé");
+        for bad in ["5", "true", "null", "[1]", "{}", "\"open"] {
+            let text = serde_json::from_str::<Text<'_>>(bad)
+                .err()
+                .map(|e| e.to_string());
+            let string = serde_json::from_str::<String>(bad)
+                .err()
+                .map(|e| e.to_string());
+            assert!(text.is_some(), "{bad}");
+            assert_eq!(text, string, "{bad}");
         }
     }
 

@@ -6,8 +6,8 @@ use crate::domain::{Metric, OrgId, PeriodKey};
 use crate::http::context::tag_org;
 use crate::http::denial::{flag_degraded, store_outage, Limits};
 use crate::http::error::ApiResult;
-use crate::http::extract::{Auth, Json};
-use crate::http::fields::{self, Fields};
+use crate::http::extract::{parse_json, Auth, JsonBytes};
+use crate::http::fields::{self, Fields, Text};
 use crate::http::AppState;
 use crate::quota::Decision;
 use actix_web::http::header::ContentType;
@@ -16,17 +16,23 @@ use serde::Deserialize;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CheckBody {
-    org_id: Option<String>,
-    metric: Option<String>,
+pub struct CheckBody<'a> {
+    #[serde(borrow)]
+    org_id: Option<Text<'a>>,
+    #[serde(borrow)]
+    metric: Option<Text<'a>>,
     cost: Option<u64>,
 }
 
 /// The checked fields of a check or consume body.
-fn decision_request(state: &AppState, body: CheckBody) -> ApiResult<(OrgId, Metric, u64)> {
+fn decision_request(state: &AppState, body: CheckBody<'_>) -> ApiResult<(OrgId, Metric, u64)> {
     let mut f = Fields::new();
-    let org = f.required("orgId", body.org_id.as_deref(), OrgId::parse);
-    let metric = f.required("metric", body.metric.as_deref(), |m| {
+    let org = f.required(
+        "orgId",
+        body.org_id.as_ref().map(Text::as_str),
+        OrgId::parse,
+    );
+    let metric = f.required("metric", body.metric.as_ref().map(Text::as_str), |m| {
         fields::known_metric(state.engine.catalogue(), m)
     });
     let cost = match body.cost {
@@ -85,12 +91,8 @@ enum Decide {
     Consume,
 }
 
-async fn decide(
-    state: &AppState,
-    auth: &Auth,
-    body: CheckBody,
-    how: Decide,
-) -> ApiResult<HttpResponse> {
+async fn decide(state: &AppState, auth: &Auth, raw: &[u8], how: Decide) -> ApiResult<HttpResponse> {
+    let body: CheckBody<'_> = parse_json(raw)?;
     let (org, metric, cost) = decision_request(state, body)?;
     auth.require_org(&org)?;
     tag_org(&org);
@@ -115,9 +117,9 @@ async fn decide(
 pub async fn check(
     state: web::Data<AppState>,
     auth: Auth,
-    Json(body): Json<CheckBody>,
+    JsonBytes(raw): JsonBytes,
 ) -> ApiResult<HttpResponse> {
-    decide(&state, &auth, body, Decide::Check).await
+    decide(&state, &auth, &raw, Decide::Check).await
 }
 
 /// As `check`, except that an allowed answer has counted the cost (`remaining` is
@@ -125,9 +127,9 @@ pub async fn check(
 pub async fn consume(
     state: web::Data<AppState>,
     auth: Auth,
-    Json(body): Json<CheckBody>,
+    JsonBytes(raw): JsonBytes,
 ) -> ApiResult<HttpResponse> {
-    decide(&state, &auth, body, Decide::Consume).await
+    decide(&state, &auth, &raw, Decide::Consume).await
 }
 
 /// Any authenticated caller may see the envelope; it describes the free plan's

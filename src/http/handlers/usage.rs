@@ -5,7 +5,7 @@
 use crate::domain::{OrgId, PeriodKey};
 use crate::http::context::tag_org;
 use crate::http::error::ApiResult;
-use crate::http::extract::{Auth, Json};
+use crate::http::extract::{parse_json, Auth, Json, JsonBytes};
 use crate::http::fields::{record_request, Fields, RecordBody};
 use crate::http::AppState;
 use actix_web::{web, HttpResponse};
@@ -42,8 +42,9 @@ pub async fn seed(
 pub async fn record(
     state: web::Data<AppState>,
     auth: Auth,
-    Json(body): Json<RecordBody>,
+    JsonBytes(raw): JsonBytes,
 ) -> ApiResult<HttpResponse> {
+    let body: RecordBody<'_> = parse_json(&raw)?;
     let now = state.now();
     let (org, usage) = record_request(state.engine.catalogue(), body, now)?;
     auth.require_org(&org)?;
