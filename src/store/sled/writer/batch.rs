@@ -2,6 +2,7 @@
 //! flushes, queued reads), the sled batch and the log frame it builds from them, and how
 //! it is applied, made durable and answered.
 
+use super::in_batch::InBatch;
 use super::{Durable, Msg, Read};
 use crate::domain::OrgId;
 use crate::metrics::Metrics;
@@ -48,10 +49,8 @@ pub(super) struct Batch<'a> {
     ops: Ops,
     writes: usize,
     totals: HashMap<Vec<u8>, u64>,
-    /// Request ids recorded by this batch, by their key's hash: the index of the last
-    /// entry with that hash (a record neither copies its key nor its answer for this;
-    /// a hash shared by two keys falls back to a scan of `entries`).
-    requests: HashMap<u64, usize>,
+    /// Request ids recorded by this batch: where in `entries`.
+    requests: InBatch,
     /// The idempotency entries this batch writes (to the runs' memory once applied).
     entries: Vec<(Vec<u8>, IdemEntry)>,
     /// Where an entry is encoded before it is copied into the log frame.
@@ -76,7 +75,7 @@ impl<'a> Batch<'a> {
             ops: Ops::default(),
             writes: 0,
             totals: HashMap::default(),
-            requests: HashMap::default(),
+            requests: InBatch::default(),
             entries: Vec::new(),
             scratch: Vec::new(),
             answers: Vec::new(),
@@ -146,12 +145,11 @@ impl<'a> Batch<'a> {
     /// What an earlier record of `key` answered: the runs (and their memory) hold every
     /// entry written since they exist, the ledger tree those of older versions.
     fn seen(&self, key: &[u8], hash: u64) -> StoreResult<Option<([u8; 16], Body)>> {
-        if let Some(&last) = self.requests.get(&hash) {
-            let same = |(k, _): &&(Vec<u8>, IdemEntry)| k.as_slice() == key;
-            let earlier = self.entries.get(last).filter(same);
-            // A repeat within one batch is rare, and a shared hash rarer: copying the
-            // answer, or scanning, is cheaper than keeping both per record.
-            if let Some((_, e)) = earlier.or_else(|| self.entries.iter().rev().find(same)) {
+        let key_at = |i: usize| self.entries.get(i).map(|(k, _)| k.as_slice());
+        if let Some(i) = self.requests.get(key, hash, key_at) {
+            // A repeat within one batch is rare: copying its answer then is cheaper than
+            // keeping a shared copy for every record.
+            if let Some((_, e)) = self.entries.get(i) {
                 return Ok(Some((e.fingerprint, e.body.as_slice().into())));
             }
         }
@@ -189,7 +187,7 @@ impl<'a> Batch<'a> {
         ledger::encode_idem_into(&entry, &mut self.scratch);
         self.ops.put(&key, &self.scratch);
         self.writes += 1;
-        self.requests.insert(hash, self.entries.len());
+        self.requests.insert(&key, hash, self.entries.len());
         self.entries.push((key, entry));
         Ok(Recorded::New { body, total })
     }

@@ -26,6 +26,7 @@
 
 mod batch;
 mod checkpoint;
+mod in_batch;
 
 use super::Inner;
 use crate::domain::OrgId;
