@@ -111,9 +111,7 @@ impl PeriodKey {
     pub fn index(self) -> u32 {
         self.0
     }
-}
 
-impl PeriodKey {
     /// The key's text, `YYYY-MM`, as bytes on the stack for a four-digit year (every
     /// record's answer body carries one, and the formatter cost more than the rest of
     /// the body); `None` beyond year 9999, which only `Display`'s general form spells.

@@ -299,15 +299,27 @@ impl FromRequest for JsonBytes {
         let req = req.clone();
         let mut payload = payload.take();
         Box::pin(async move {
-            if !is_json(&req) {
-                return Err(ApiError::new(
-                    Code::UnsupportedMediaType,
-                    "send the body as JSON with Content-Type: application/json",
-                ));
-            }
             let limit = req.app_data::<BodyLimit>().map_or(64 * 1024, |l| l.0);
-            read_body(&req, &mut payload, limit).await.map(JsonBytes)
+            JsonBytes::read(&req, &mut payload, limit).await
         })
+    }
+}
+
+impl JsonBytes {
+    /// Reads a JSON body of at most `limit` bytes, with `JsonBytes`'s checks (for a
+    /// route whose limit is its own, not the app's).
+    pub async fn read(
+        req: &HttpRequest,
+        payload: &mut Payload,
+        limit: usize,
+    ) -> Result<Self, ApiError> {
+        if !is_json(req) {
+            return Err(ApiError::new(
+                Code::UnsupportedMediaType,
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+        read_body(req, payload, limit).await.map(JsonBytes)
     }
 }
 

@@ -173,9 +173,14 @@ pub fn org_field(f: &mut Fields, raw: Option<&str>) -> Option<OrgId> {
 /// copied into a `String` each first. Refuses a non-string exactly as `String` does.
 pub struct Text<'a>(Cow<'a, str>);
 
-impl Text<'_> {
+impl<'a> Text<'a> {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// An optional field's text.
+    pub fn of<'s>(field: &'s Option<Text<'a>>) -> Option<&'s str> {
+        field.as_ref().map(Text::as_str)
     }
 }
 
@@ -239,25 +244,15 @@ pub fn record_request(
     now: DateTime<Utc>,
 ) -> ApiResult<(OrgId, RecordRequest)> {
     let mut f = Fields::new();
-    let org = f.required(
-        "orgId",
-        body.org_id.as_ref().map(Text::as_str),
-        OrgId::parse,
-    );
-    let metric = f.required("metric", body.metric.as_ref().map(Text::as_str), |m| {
+    let org = f.required("orgId", Text::of(&body.org_id), OrgId::parse);
+    let metric = f.required("metric", Text::of(&body.metric), |m| {
         known_metric(catalogue, m)
     });
     let value = f.required("value", body.value, amount);
-    let at = f.required(
-        "occurredAt",
-        body.occurred_at.as_ref().map(Text::as_str),
-        |r| occurred_at(r, now),
-    );
-    let request = f.required(
-        "request_id",
-        body.request_id.as_ref().map(Text::as_str),
-        RequestId::parse,
-    );
+    let at = f.required("occurredAt", Text::of(&body.occurred_at), |r| {
+        occurred_at(r, now)
+    });
+    let request = f.required("request_id", Text::of(&body.request_id), RequestId::parse);
     let (Some(org), Some(metric), Some(value), Some(at), Some(request)) =
         (org, metric, value, at, request)
     else {

@@ -27,12 +27,8 @@ pub struct CheckBody<'a> {
 /// The checked fields of a check or consume body.
 fn decision_request(state: &AppState, body: CheckBody<'_>) -> ApiResult<(OrgId, Metric, u64)> {
     let mut f = Fields::new();
-    let org = f.required(
-        "orgId",
-        body.org_id.as_ref().map(Text::as_str),
-        OrgId::parse,
-    );
-    let metric = f.required("metric", body.metric.as_ref().map(Text::as_str), |m| {
+    let org = f.required("orgId", Text::of(&body.org_id), OrgId::parse);
+    let metric = f.required("metric", Text::of(&body.metric), |m| {
         fields::known_metric(state.engine.catalogue(), m)
     });
     let cost = match body.cost {

@@ -5,8 +5,8 @@
 //! batch shares the store's group commits instead of paying one each.
 
 use crate::domain::OrgId;
-use crate::http::error::{ApiError, ApiResult, Code};
-use crate::http::extract::{is_json, parse_json, read_body, Auth};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{parse_json, Auth, JsonBytes};
 use crate::http::fields::{record_request, RecordBody};
 use crate::http::AppState;
 use crate::quota::{EngineError, RecordReply, RecordRequest};
@@ -59,14 +59,8 @@ pub async fn record_batch(
     req: HttpRequest,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    if !is_json(&req) {
-        return Err(ApiError::new(
-            Code::UnsupportedMediaType,
-            "send the body as JSON with Content-Type: application/json",
-        ));
-    }
     let mut payload = payload.into_inner();
-    let raw = read_body(&req, &mut payload, BODY_LIMIT).await?;
+    let JsonBytes(raw) = JsonBytes::read(&req, &mut payload, BODY_LIMIT).await?;
     let body: BatchBody<'_> = parse_json(&raw)?;
     let events = body
         .events
