@@ -8,6 +8,7 @@ pub mod consume;
 pub mod consume_queue;
 pub mod context;
 pub mod decision;
+pub mod direct;
 pub mod engine;
 pub mod flusher;
 pub mod messages;

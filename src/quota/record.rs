@@ -6,8 +6,8 @@
 use super::context::RecordOutcome;
 use super::engine::QuotaEngine;
 use super::messages::{EngineError, PendingRecord, Record, RecordBatch, RecordReply};
-use crate::domain::{Metric, OrgId, PeriodKey, RequestId};
-use crate::store::Recorded;
+use crate::domain::{Catalogue, Metric, OrgId, PeriodKey, RequestId};
+use crate::store::{Recorded, UsageRecord};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
@@ -39,11 +39,32 @@ fn record_fingerprint(metric: &Metric, value: u64, at: DateTime<Utc>) -> [u8; 16
     out
 }
 
-/// What settling a record needs of it once the record itself went to the actor.
+/// What settling a record needs of it once the record itself went on its way.
 #[derive(Clone, Copy)]
-struct Counted {
-    value: u64,
-    metric_index: Option<usize>,
+pub(super) struct Counted {
+    pub(super) value: u64,
+    pub(super) metric_index: Option<usize>,
+}
+
+pub(super) fn counted(catalogue: &Catalogue, req: &RecordRequest) -> Counted {
+    Counted {
+        value: req.value,
+        metric_index: catalogue.metric_index(&req.metric),
+    }
+}
+
+/// The store's record for `req`, for a caller that skips the org's actor (`direct.rs`):
+/// what the actor would send, with the plan's `included` read from the org's view.
+pub(super) fn usage_record(req: RecordRequest, included: u64, now: DateTime<Utc>) -> UsageRecord {
+    UsageRecord {
+        fingerprint: record_fingerprint(&req.metric, req.value, req.occurred_at),
+        period: PeriodKey::containing(req.occurred_at),
+        request: req.request,
+        metric: req.metric,
+        delta: req.value,
+        included,
+        now_ms: now.timestamp_millis(),
+    }
 }
 
 /// The actor's message for `req`, taking its ids rather than copying them (a batch's
@@ -61,10 +82,7 @@ fn message(req: RecordRequest, now: DateTime<Utc>) -> Record {
 
 impl QuotaEngine {
     fn counted(&self, req: &RecordRequest) -> Counted {
-        Counted {
-            value: req.value,
-            metric_index: self.context().catalogue.metric_index(&req.metric),
-        }
+        counted(self.catalogue(), req)
     }
 
     /// Records usage once per request id; returns once the record is durable (and the
@@ -102,7 +120,7 @@ impl QuotaEngine {
     }
 
     /// Awaits the store's answer to one record and publishes what it changed.
-    async fn settle(
+    pub(super) async fn settle(
         &self,
         org: &OrgId,
         pending: PendingRecord,

@@ -116,6 +116,49 @@ pub trait LedgerStore: Send + Sync + 'static {
         let records: Vec<_> = usages.into_iter().map(|u| self.record(org, u)).collect();
         Box::pin(futures_util::future::join_all(records))
     }
+    /// Records usage of several orgs, in order, each as `record` would; answers per
+    /// record, in order. The records are submitted before this returns (a store that
+    /// queues writes queues them here, ahead of anything submitted after), which is what
+    /// lets a batch skip its orgs' actors (`quota::direct`). By default `record_many`
+    /// per org, each org's records in their order.
+    fn record_across(
+        &self,
+        records: Vec<(OrgId, UsageRecord)>,
+    ) -> BoxFuture<'static, Vec<StoreResult<Recorded>>> {
+        let n = records.len();
+        let mut orgs: Vec<(OrgId, Vec<usize>, Vec<UsageRecord>)> = Vec::new();
+        let mut index: HashMap<OrgId, usize> = HashMap::new();
+        for (i, (org, usage)) in records.into_iter().enumerate() {
+            let g = *index.entry(org.clone()).or_insert_with(|| {
+                orgs.push((org, Vec::new(), Vec::new()));
+                orgs.len() - 1
+            });
+            orgs[g].1.push(i);
+            orgs[g].2.push(usage);
+        }
+        let each: Vec<_> = orgs
+            .into_iter()
+            .map(|(org, positions, usages)| {
+                let answers = self.record_many(&org, usages);
+                async move { (positions, answers.await) }
+            })
+            .collect();
+        Box::pin(async move {
+            let mut out: Vec<Option<StoreResult<Recorded>>> = (0..n).map(|_| None).collect();
+            for (positions, answers) in futures_util::future::join_all(each).await {
+                for (i, answer) in positions.into_iter().zip(answers) {
+                    if let Some(slot) = out.get_mut(i) {
+                        *slot = Some(answer);
+                    }
+                }
+            }
+            out.into_iter()
+                .map(|a| {
+                    a.unwrap_or_else(|| Err(StoreError::Unsupported("record not answered".into())))
+                })
+                .collect()
+        })
+    }
     /// Applies `writes` atomically and durably.
     fn commit(&self, org: &OrgId, writes: Vec<LedgerWrite>) -> StoreFuture<()>;
     /// Commits several orgs' writes — each org's atomically, not all together — and

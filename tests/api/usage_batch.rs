@@ -190,3 +190,128 @@ async fn the_batch_itself_must_hold_one_to_a_thousand_events_within_one_mebibyte
     assert_error(res, 401, "UNAUTHORIZED").await;
     assert_eq!(app.entitlements(&org).await["used"], 1000);
 }
+
+/// A batch hands live orgs' events to the store without their actors and moves their
+/// counters in memory itself; forced resets (which replace the counters) racing with
+/// batches must still leave every org's counter in memory equal to the store's.
+#[actix_rt::test]
+async fn batches_racing_forced_resets_leave_memory_equal_to_the_store() {
+    use std::cell::Cell;
+    let app = spawn_app().await;
+    let mut orgs = Vec::new();
+    for _ in 0..4 {
+        let org = app.create_org().await;
+        // A live actor, so the batches take the direct way.
+        assert_eq!(app.record(&org, "warm", 1).await.status(), StatusCode::OK);
+        orgs.push(org);
+    }
+    let done = Cell::new(false);
+    let resets = Cell::new(0u32);
+    let force = json!({"periodKey": "2026-03", "force": true});
+    let senders = (0..6).map(|t| {
+        let (app, orgs) = (&app, &orgs);
+        async move {
+            for b in 0..12 {
+                let events: Vec<Value> = (0..60)
+                    .map(|i| event(app, &orgs[i % orgs.len()], &format!("t{t}_b{b}_{i}"), 1))
+                    .collect();
+                let results = batch(app, SERVICE, &events).await;
+                assert!(results.iter().all(|r| r["status"] == 200), "{results:?}");
+            }
+        }
+    });
+    let batches = async {
+        futures::future::join_all(senders).await;
+        done.set(true);
+    };
+    let resetting = async {
+        while !done.get() {
+            assert_eq!(app.reset(&force).await["periodKey"], "2026-03");
+            resets.set(resets.get() + 1);
+        }
+    };
+    futures::future::join(batches, resetting).await;
+    assert!(resets.get() > 0, "the resets ran alongside the batches");
+    for org in &orgs {
+        let stored = app.stored_used(org, "2026-03").await;
+        assert_eq!(app.entitlements(org).await["used"], stored, "{org}");
+    }
+}
+
+/// Three events of 2 units for `org` at the clock's time, as the batch handler passes them.
+fn direct_events(
+    app: &TestApp,
+    org: &str,
+    prefix: &str,
+) -> (
+    Vec<(edgequota::domain::OrgId, edgequota::quota::RecordRequest)>,
+    chrono::DateTime<chrono::Utc>,
+) {
+    use edgequota::clock::Clock;
+    use edgequota::domain::{Metric, OrgId, RequestId};
+    let now = app.clock.now();
+    let events = (0..3)
+        .map(|i| {
+            (
+                OrgId::parse(org).unwrap(),
+                edgequota::quota::RecordRequest {
+                    metric: Metric::api_call(),
+                    value: 2,
+                    occurred_at: now,
+                    request: RequestId::parse(&format!("{prefix}_{i}")).unwrap(),
+                },
+            )
+        })
+        .collect();
+    (events, now)
+}
+
+/// The race above, forced: a forced reset lands between a batch reading its org's
+/// counters' stamp and handing its records to the store, so the store zeroes before it
+/// counts them. Memory must end equal to the store (the batch sees the stamp move and
+/// has the org reloaded), not at the reset's zero.
+#[actix_rt::test]
+async fn a_reset_between_placing_and_submitting_a_batch_leaves_memory_equal_to_the_store() {
+    use edgequota::domain::PeriodKey;
+    let app = spawn_app().await;
+    let org = app.create_org().await;
+    assert_eq!(app.record(&org, "warm", 5).await.status(), StatusCode::OK);
+    let (events, now) = direct_events(&app, &org, "late");
+    let prepared = app.engine.prepare_events(events, now);
+    let march = PeriodKey::parse("2026-03").unwrap();
+    assert_eq!(app.engine.rollover(march, true, "test").await.unwrap(), 1);
+    let answers = app.engine.submit_events(prepared).await;
+    let used: Vec<u64> = answers
+        .iter()
+        .map(|a| {
+            let body: Value = serde_json::from_slice(&a.as_ref().unwrap().body).unwrap();
+            body["used"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(used, vec![2, 4, 6], "counted after the reset's zero");
+    assert_eq!(app.stored_used(&org, "2026-03").await, 6);
+    assert_eq!(app.entitlements(&org).await["used"], 6);
+}
+
+/// The other move a batch races with: the org's actor retires (idle here) and a fresh
+/// one loads the org from the store before the batch's records reach it. The fresh
+/// actor's counters must still end up with them.
+#[actix_rt::test]
+async fn an_actor_replaced_between_placing_and_submitting_a_batch_still_shows_it() {
+    let app = spawn_app_with(
+        default_now(),
+        &[("EDGEQUOTA__ENGINE__ACTOR_IDLE_TTL_SECS", "1")],
+    )
+    .await;
+    let org = app.create_org().await;
+    assert_eq!(app.record(&org, "warm", 5).await.status(), StatusCode::OK);
+    let (events, now) = direct_events(&app, &org, "late");
+    let prepared = app.engine.prepare_events(events, now);
+    app.wait_for_idle_eviction().await;
+    // A fresh actor, loaded from a store without the batch.
+    assert_eq!(app.entitlements(&org).await["used"], 5);
+    let answers = app.engine.submit_events(prepared).await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    assert_eq!(app.stored_used(&org, "2026-03").await, 11);
+    assert_eq!(app.entitlements(&org).await["used"], 11);
+}

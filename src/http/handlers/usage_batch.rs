@@ -1,8 +1,9 @@
 //! Story 4.7: a batch of usage records in one call. Each event is answered exactly as
 //! `usage/record` would answer it alone (status and body), events fail independently,
-//! and the 200 comes once every accepted event is durable. An org's events reach its
-//! actor in input order in one message; all orgs' records are queued together, so the
-//! batch shares the store's group commits instead of paying one each.
+//! and the 200 comes once every accepted event is durable. The events of live orgs go to
+//! the store in one submission, the others through their orgs' actors, each org's in
+//! input order (`quota::direct`), so the batch shares the store's group commits instead
+//! of paying one each.
 
 use crate::domain::OrgId;
 use crate::http::error::{ApiError, ApiResult};
@@ -11,7 +12,6 @@ use crate::http::fields::{record_request, RecordBody};
 use crate::http::AppState;
 use crate::quota::{EngineError, RecordReply, RecordRequest};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use foldhash::HashMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -73,43 +73,26 @@ pub async fn record_batch(
     }
     let now = state.now();
     let mut results: Vec<Option<Result<RecordReply, ApiError>>> = Vec::new();
-    // Each org's accepted events, in input order, with their positions.
-    let mut by_org: HashMap<OrgId, (Vec<usize>, Vec<RecordRequest>)> = HashMap::default();
-    let mut orgs_in_order: Vec<OrgId> = Vec::new();
+    // The accepted events, in input order, with their positions.
+    let mut positions: Vec<usize> = Vec::new();
+    let mut accepted: Vec<(OrgId, RecordRequest)> = Vec::new();
     for (i, event) in events.iter().enumerate() {
         let checked = parse_json::<RecordBody>(event.get().as_bytes())
             .and_then(|body| record_request(state.engine.catalogue(), body, now))
             .and_then(|(org, usage)| auth.require_org(&org).map(|()| (org, usage)));
         match checked {
             Err(e) => results.push(Some(Err(e))),
-            Ok((org, usage)) => {
+            Ok(event) => {
                 results.push(None);
-                let entry = by_org.entry(org.clone()).or_insert_with(|| {
-                    orgs_in_order.push(org);
-                    Default::default()
-                });
-                entry.0.push(i);
-                entry.1.push(usage);
+                positions.push(i);
+                accepted.push(event);
             }
         }
     }
-    let engine = &state.engine;
-    let submitted = orgs_in_order.iter().filter_map(|org| {
-        let (positions, usages) = by_org.remove(org)?;
-        Some(async move {
-            let n = usages.len();
-            let answers = match engine.record_batch(org, usages, now).await {
-                Ok(answers) => answers,
-                Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
-            };
-            (positions, answers)
-        })
-    });
-    for (positions, answers) in futures_util::future::join_all(submitted).await {
-        for (i, answer) in positions.into_iter().zip(answers) {
-            if let Some(slot) = results.get_mut(i) {
-                *slot = Some(answer.map_err(from_engine));
-            }
+    let answers = state.engine.record_events(accepted, now).await;
+    for (i, answer) in positions.into_iter().zip(answers) {
+        if let Some(slot) = results.get_mut(i) {
+            *slot = Some(answer.map_err(from_engine));
         }
     }
     let mut out = Vec::with_capacity(64 + results.len() * 160);

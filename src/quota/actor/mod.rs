@@ -173,6 +173,8 @@ impl OrgActor {
     fn retire(&mut self, ctx: &mut Context<Self>) {
         self.retired = true;
         let generation = self.generation;
+        // Before leaving the registry: a batch that skipped this actor must see it.
+        self.view.retire();
         self.slots.release(&self.org, generation);
         // Consumed units still pending go to the store now (submitted before anything
         // could load the org afresh), not at the flusher's next tick.

@@ -18,8 +18,8 @@ pub use consume::{ConsumeOutcome, Refund, Taken};
 use super::decision::{decide, Decision};
 use crate::domain::{Catalogue, Metric, PeriodKey, Plan};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::{fence, AtomicBool, AtomicI64, AtomicU32, AtomicU64};
 
 const COUNT_BITS: u32 = 48;
 const COUNT_MAX: u64 = (1 << COUNT_BITS) - 1;
@@ -73,6 +73,8 @@ pub struct OrgView {
     touched: AtomicBool,
     /// Set by readers and cleared by the shared-store sync: which views to refresh first.
     read_since_sync: AtomicBool,
+    /// The actor has left the registry: a fresh one (with a fresh view) may load next.
+    retired: AtomicBool,
 }
 
 /// A check's answer with what the RateLimit headers need.
@@ -105,6 +107,7 @@ impl OrgView {
             queued: AtomicBool::new(false),
             touched: AtomicBool::new(false),
             read_since_sync: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
         }
     }
 
@@ -134,10 +137,37 @@ impl OrgView {
         self.period.store(period.index(), Relaxed);
         self.epoch_period
             .store(pack_epoch_period(epoch, period), Release);
+        // Before the caller submits the move's writes: see `stamp`.
+        fence(SeqCst);
         Taken {
             period: PeriodKey::from_index(old as u32),
             consumed: left,
         }
+    }
+
+    /// The epoch and period the counters are in (`epoch << 32 | period index`), or
+    /// `None` once the actor retired. A writer that skips the actor reads it before it
+    /// submits and again after (`quota::direct`): the actor publishes a new epoch, or
+    /// marks the view retired, before it submits anything that replaces the counters,
+    /// so an unchanged stamp proves the submission went first. The fences make that
+    /// store-then-load pattern hold on both sides.
+    pub fn stamp(&self) -> Option<u64> {
+        fence(SeqCst);
+        if self.retired.load(SeqCst) {
+            return None;
+        }
+        Some(self.epoch_period.load(SeqCst))
+    }
+
+    /// Marks the view as no longer its org's (before the actor leaves the registry).
+    pub fn retire(&self) {
+        self.retired.store(true, SeqCst);
+        fence(SeqCst);
+    }
+
+    /// The included amount of a metric, by catalogue index.
+    pub fn included(&self, index: usize) -> u64 {
+        self.included.get(index).map_or(0, |a| a.load(Relaxed))
     }
 
     /// Publishes a new plan's included amounts (counters unchanged).
@@ -197,7 +227,8 @@ impl OrgView {
         }
     }
 
-    fn touch(&self) {
+    /// Marks the org as in use (not idle) and read since the last sync.
+    pub fn touch(&self) {
         if !self.touched.load(Relaxed) {
             self.touched.store(true, Relaxed);
         }

@@ -105,3 +105,27 @@ fn a_refund_gives_units_back_and_can_leave_a_negative_count_to_persist() {
     v.publish_all(&c, v.period(), &c.free(), &HashMap::new());
     assert_eq!(v.refund(0, old.epoch, 1), Refund::Late);
 }
+
+/// What a batch that skips the actor relies on (`quota::direct`): the stamp names the
+/// epoch and period its records count in, changes with every move of the counters, and
+/// is gone once the actor retired.
+#[test]
+fn the_stamp_changes_with_every_move_and_is_gone_after_retirement() {
+    let (c, v) = view();
+    let first = v.stamp().unwrap();
+    assert_eq!(first >> 32, epoch(&v), "the stamp's epoch is the counters'");
+    assert_eq!(PeriodKey::from_index(first as u32), v.period());
+    v.add_used(0, epoch(&v), 5);
+    v.publish_plan(&c, &c.free());
+    assert_eq!(v.stamp(), Some(first), "records and plans do not move it");
+    v.publish_all(&c, v.period(), &c.free(), &HashMap::new());
+    let reset = v.stamp().unwrap();
+    assert_ne!(reset, first, "a reset moves it");
+    let april = PeriodKey::parse("2026-04").unwrap();
+    v.publish_all(&c, april, &c.free(), &HashMap::new());
+    let rolled = v.stamp().unwrap();
+    assert_ne!(rolled, reset, "a roll moves it");
+    assert_eq!(PeriodKey::from_index(rolled as u32), april);
+    v.retire();
+    assert_eq!(v.stamp(), None);
+}

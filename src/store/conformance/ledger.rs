@@ -231,6 +231,49 @@ pub(super) async fn commit_many_answers_per_org(b: &Backend, name: &str) {
     );
 }
 
+/// Records of several orgs in one call: answered per record in order, each org's
+/// records in their order (a request id met again is the first one's replay or
+/// conflict), the same request id of another org its own.
+pub(super) async fn record_across_answers_per_record(b: &Backend, name: &str) {
+    let (a, c) = (new_org(b).await, new_org(b).await);
+    let answers = b
+        .ledger
+        .record_across(vec![
+            (a.clone(), usage("x1", 3, 1)),
+            (c.clone(), usage("x1", 10, 1)),
+            (a.clone(), usage("x2", 4, 1)),
+            (a.clone(), usage("x1", 3, 1)),
+            (c.clone(), usage("x1", 11, 2)),
+        ])
+        .await;
+    let totals: Vec<_> = answers
+        .iter()
+        .map(|r| match r {
+            Ok(Recorded::New { total, .. }) => Some(*total),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        totals,
+        vec![Some(3), Some(10), Some(7), None, None],
+        "{name}: {answers:?}"
+    );
+    assert!(
+        matches!(&answers[3], Ok(Recorded::Replayed { body }) if &**body == br#"{"periodKey":"2026-03","used":3,"remaining":997}"#),
+        "{name}: a replay answers the first body: {:?}",
+        answers[3]
+    );
+    assert!(
+        matches!(answers[4], Ok(Recorded::Conflict)),
+        "{name}: {:?}",
+        answers[4]
+    );
+    assert!(
+        b.ledger.record_across(Vec::new()).await.is_empty(),
+        "{name}: nothing to record, nothing answered"
+    );
+}
+
 /// The period sweep's lease: a store several nodes share grants it to one holder at a
 /// time, lets it run out, and remembers a finished sweep; a store one process opens
 /// always grants it.

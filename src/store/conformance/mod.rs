@@ -86,6 +86,7 @@ pub async fn run(b: &Backend) {
     ledger::concurrent_records(b, name).await;
     ledger::commits_and_sweeps(b, name).await;
     ledger::commit_many_answers_per_org(b, name).await;
+    ledger::record_across_answers_per_record(b, name).await;
     consumed::commit_consumed_answers_per_org(b, name).await;
     billing_lease::billing_lease_fences_commits(b, name).await;
     ledger::sweep_lease(b, name).await;

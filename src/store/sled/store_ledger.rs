@@ -118,6 +118,13 @@ impl LedgerStore for SledLedger {
         answers(usages.len(), self.commit.records(org.clone(), usages))
     }
 
+    fn record_across(
+        &self,
+        records: Vec<(OrgId, UsageRecord)>,
+    ) -> futures_util::future::BoxFuture<'static, Vec<StoreResult<Recorded>>> {
+        answers(records.len(), self.commit.records_across(records))
+    }
+
     fn commit(&self, org: &OrgId, writes: Vec<LedgerWrite>) -> StoreFuture<()> {
         self.commit.commit(org.clone(), writes).boxed()
     }

@@ -100,6 +100,15 @@ impl<'a> Batch<'a> {
                 let each = usages.into_iter().map(|u| self.record(&org, u)).collect();
                 self.answers.push(Answer::Records(tx, each));
             }
+            Msg::RecordsAcross(records, tx) => {
+                self.sync_asked = true;
+                self.extra_records += records.len().saturating_sub(1);
+                let each = records
+                    .into_iter()
+                    .map(|(org, u)| self.record(&org, u))
+                    .collect();
+                self.answers.push(Answer::Records(tx, each));
+            }
             Msg::CommitMany(writes, durable, tx) => {
                 self.sync_asked |= durable == Durable::Now;
                 let each = writes

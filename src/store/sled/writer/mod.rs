@@ -59,6 +59,11 @@ enum Msg {
         Vec<UsageRecord>,
         oneshot::Sender<Vec<StoreResult<Recorded>>>,
     ),
+    /// Several orgs' records, in order; answered per record.
+    RecordsAcross(
+        Vec<(OrgId, UsageRecord)>,
+        oneshot::Sender<Vec<StoreResult<Recorded>>>,
+    ),
     /// Each org's writes, atomically per org; answered per org, in order.
     CommitMany(
         Vec<(OrgId, Vec<LedgerWrite>)>,
@@ -89,6 +94,26 @@ impl CommitHandle {
             self.tx.send(Msg::Records(org, usages, tx))
         {
             let _ = tx.send(usages.iter().map(|_| Err(StoreError::WriterGone)).collect());
+        }
+        rx
+    }
+
+    /// Records several orgs' `records` in order in one hand-over; answers per record
+    /// once they are durable.
+    pub fn records_across(
+        &self,
+        records: Vec<(OrgId, UsageRecord)>,
+    ) -> oneshot::Receiver<Vec<StoreResult<Recorded>>> {
+        let (tx, rx) = oneshot::channel();
+        if let Err(mpsc::SendError(Msg::RecordsAcross(records, tx))) =
+            self.tx.send(Msg::RecordsAcross(records, tx))
+        {
+            let _ = tx.send(
+                records
+                    .iter()
+                    .map(|_| Err(StoreError::WriterGone))
+                    .collect(),
+            );
         }
         rx
     }
