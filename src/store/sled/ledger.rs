@@ -122,6 +122,12 @@ pub fn encode_idem_into(entry: &IdemEntry, out: &mut Vec<u8>) {
     out.clear();
     out.reserve(1 + 16 + 10 + entry.body.len() + 10);
     out.push(IDEM_V);
+    append_idem_fields(entry, out);
+}
+
+/// Appends the entry's fields as postcard writes them (no version byte): also how an
+/// idempotency run's blocks hold them.
+pub fn append_idem_fields(entry: &IdemEntry, out: &mut Vec<u8>) {
     out.extend_from_slice(&entry.fingerprint);
     push_varint(out, entry.body.len() as u64);
     out.extend_from_slice(&entry.body);

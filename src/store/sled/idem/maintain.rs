@@ -143,7 +143,7 @@ pub(super) fn rewrite(
             }
         }
         if let Some(entry) = chosen.filter(|(_, e)| cutoff_ms.is_none_or(|c| e.created_ms >= c)) {
-            out.push(h, entry).map_err(io)?;
+            out.push(h, &entry.0, &entry.1).map_err(io)?;
         }
         taken += 1;
         if taken.is_multiple_of(4096) && runs.stopping.load(Ordering::Relaxed) {

@@ -237,7 +237,7 @@ impl IdemRuns {
         let mut w =
             RunWriter::create(&self.dir, self.new_id(), sorted.len() as u64, vec![]).map_err(io)?;
         for (h, k, e) in sorted {
-            w.push(h, (k.clone(), e.clone())).map_err(io)?;
+            w.push(h, k, e).map_err(io)?;
         }
         w.finish()
     }

@@ -113,7 +113,7 @@ fn an_unfinished_file_and_runs_a_finished_merge_replaced_are_removed_at_open() {
         .collect();
     all.sort_by_key(|(k, _)| (hash(k), k.clone()));
     for e in all {
-        merged.push(hash(&e.0), e).unwrap();
+        merged.push(hash(&e.0), &e.0, &e.1).unwrap();
     }
     drop(merged.finish().unwrap());
     std::fs::write(d.join(file_name(101)), b"EQIR\x01 torn").unwrap();
@@ -156,11 +156,11 @@ fn keys_sharing_one_hash_over_several_blocks_are_all_found() {
     let mut w = RunWriter::create(dir.path(), 1, 300, vec![]).unwrap();
     let mut keys: Vec<Vec<u8>> = (0..200).map(key).collect();
     keys.sort();
-    w.push(7, (b"before".to_vec(), entry(999, 1))).unwrap();
+    w.push(7, b"before", &entry(999, 1)).unwrap();
     for (n, k) in keys.iter().enumerate() {
-        w.push(42, (k.clone(), entry(n as u64, 1))).unwrap();
+        w.push(42, k, &entry(n as u64, 1)).unwrap();
     }
-    w.push(43, (b"after".to_vec(), entry(998, 1))).unwrap();
+    w.push(43, b"after", &entry(998, 1)).unwrap();
     let run = w.finish().unwrap();
     for (n, k) in keys.iter().enumerate() {
         assert_eq!(run.get(k, 42).unwrap(), Some(entry(n as u64, 1)));
