@@ -7,7 +7,7 @@
 
 use crate::domain::OrgId;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{parse_json, Auth, JsonBytes};
+use crate::http::extract::{parse_json, parse_json_str, Auth, JsonBytes};
 use crate::http::fields::{record_request, RecordBody};
 use crate::http::AppState;
 use crate::quota::{EngineError, RecordReply, RecordRequest};
@@ -77,7 +77,7 @@ pub async fn record_batch(
     let mut positions: Vec<usize> = Vec::new();
     let mut accepted: Vec<(OrgId, RecordRequest)> = Vec::new();
     for (i, event) in events.iter().enumerate() {
-        let checked = parse_json::<RecordBody>(event.get().as_bytes())
+        let checked = parse_json_str::<RecordBody>(event.get())
             .and_then(|body| record_request(state.engine.catalogue(), body, now))
             .and_then(|(org, usage)| auth.require_org(&org).map(|()| (org, usage)));
         match checked {
