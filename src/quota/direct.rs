@@ -14,6 +14,10 @@
 //! the order is unknown, so the org's current actor is retired once the records are
 //! durable, and the next request loads the org from the store, which has them.
 //!
+//! (That order is the store's queue on sled. On a Redis Cluster, whose connections order
+//! nothing across each other for the actors' own writes either, the periodic sync
+//! resets each view to the shared totals.)
+//!
 //! An org with no live actor, and an org with an event its view cannot place (another
 //! period, a metric outside the catalogue), goes through its actor with all of its
 //! events of the batch, so one org's events keep their order whichever way they go.
@@ -58,7 +62,7 @@ enum Group {
     },
 }
 
-/// A directly submitted event: where it goes in the answer, its org, what settling needs.
+/// A directly submitted event: where its answer goes, its org's group, what settling needs.
 struct Sent {
     position: usize,
     group: usize,

@@ -117,10 +117,12 @@ pub trait LedgerStore: Send + Sync + 'static {
         Box::pin(futures_util::future::join_all(records))
     }
     /// Records usage of several orgs, in order, each as `record` would; answers per
-    /// record, in order. The records are submitted before this returns (a store that
-    /// queues writes queues them here, ahead of anything submitted after), which is what
-    /// lets a batch skip its orgs' actors (`quota::direct`). By default `record_many`
-    /// per org, each org's records in their order.
+    /// record, in order. A store that orders its writes in one queue (sled's writer,
+    /// the memory store) queues them before this returns, ahead of anything submitted
+    /// after — what lets a batch skip its orgs' actors exactly (`quota::direct`). A
+    /// shared store orders nothing across its connections anyway; there the views are
+    /// set from its totals by the periodic sync. By default `record_many` per org, each
+    /// org's records in their order.
     fn record_across(
         &self,
         records: Vec<(OrgId, UsageRecord)>,
