@@ -66,17 +66,30 @@ pub(super) struct Batch<'a> {
     sync_asked: bool,
 }
 
+/// How big the previous group commit was: the next one reserves as much up front, so
+/// its frame and entries are not grown (and copied) by doubling from empty every time.
+#[derive(Default, Clone, Copy)]
+pub(super) struct SizeHint {
+    frame_bytes: usize,
+    entries: usize,
+}
+
+/// Most reserved up front whatever the last commit was (a burst must not pin memory).
+const MAX_HINT_BYTES: usize = 4 << 20;
+
 impl<'a> Batch<'a> {
-    pub(super) fn new(inner: &'a Inner) -> Self {
+    pub(super) fn new(inner: &'a Inner, hint: SizeHint) -> Self {
+        let frame_bytes = hint.frame_bytes.min(MAX_HINT_BYTES);
+        let entries = hint.entries.min(MAX_HINT_BYTES / 256);
         Self {
             inner,
             batch: sled::Batch::default(),
             tree_puts: false,
-            ops: Ops::default(),
+            ops: Ops::with_capacity(frame_bytes),
             writes: 0,
             totals: HashMap::default(),
             requests: InBatch::default(),
-            entries: Vec::new(),
+            entries: Vec::with_capacity(entries),
             scratch: Vec::new(),
             answers: Vec::new(),
             extra_records: 0,
@@ -245,7 +258,12 @@ impl<'a> Batch<'a> {
 
     /// Applies, logs and syncs (a batch of replays alone still syncs if an earlier sync
     /// failed: what they read must be durable before they are answered).
-    pub(super) fn finish(self, m: &Metrics) {
+    pub(super) fn finish(self, m: &Metrics) -> SizeHint {
+        // The counters' puts join the frame in `apply`: about one per record.
+        let size = SizeHint {
+            frame_bytes: self.ops.len() + self.totals.len() * 64,
+            entries: self.entries.len(),
+        };
         let Batch {
             inner,
             batch,
@@ -303,6 +321,7 @@ impl<'a> Batch<'a> {
         for read in reads {
             read(inner);
         }
+        size
     }
 }
 

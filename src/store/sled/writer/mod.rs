@@ -221,8 +221,9 @@ impl Drop for GroupCommitWriter {
 fn run(inner: &Inner, rx: mpsc::Receiver<Msg>, max: usize, m: Metrics) {
     let mut stopping = false;
     let mut checkpoints = checkpoint::Checkpoints::new();
+    let mut hint = batch::SizeHint::default();
     while !stopping {
-        let mut b = Batch::new(inner);
+        let mut b = Batch::new(inner, hint);
         match rx.recv_timeout(checkpoint::idle_wake(inner, &checkpoints)) {
             Ok(msg) => stopping = !b.add(msg),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -234,7 +235,7 @@ fn run(inner: &Inner, rx: mpsc::Receiver<Msg>, max: usize, m: Metrics) {
                 Err(_) => break,
             }
         }
-        b.finish(&m);
+        hint = b.finish(&m);
         checkpoint::sync_if_due(inner, &m);
         checkpoint::if_due(inner, &mut checkpoints, &m);
     }
