@@ -8,6 +8,7 @@ pub mod extract;
 pub mod fields;
 pub mod handlers;
 pub mod ids;
+pub mod json;
 pub mod listener;
 pub mod route_metrics;
 

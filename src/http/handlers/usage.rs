@@ -5,8 +5,9 @@
 use crate::domain::{OrgId, PeriodKey};
 use crate::http::context::tag_org;
 use crate::http::error::ApiResult;
-use crate::http::extract::{parse_json, Auth, Json, JsonBytes};
+use crate::http::extract::{Auth, Json, JsonBytes};
 use crate::http::fields::{record_request, Fields, RecordBody};
+use crate::http::json::parse_json;
 use crate::http::AppState;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;

@@ -7,8 +7,9 @@
 
 use crate::domain::OrgId;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{parse_json, parse_json_str, Auth, JsonBytes};
+use crate::http::extract::{Auth, JsonBytes};
 use crate::http::fields::{record_request, RecordBody};
+use crate::http::json::{parse_json, parse_json_str};
 use crate::http::AppState;
 use crate::quota::{EngineError, RecordReply, RecordRequest};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
