@@ -28,7 +28,7 @@ use super::record::{counted, usage_record, Counted, RecordRequest};
 use super::registry::OrgHandle;
 use super::view::OrgView;
 use crate::domain::{OrgId, PeriodKey};
-use crate::store::{Recorded, StoreResult, UsageRecord};
+use crate::store::{in_input_order, Recorded, StoreResult, UsageRecord};
 use chrono::{DateTime, Utc};
 use futures_util::future::{BoxFuture, FutureExt};
 use std::sync::Arc;
@@ -60,6 +60,16 @@ enum Group {
         positions: Vec<usize>,
         events: Vec<RecordRequest>,
     },
+}
+
+impl Group {
+    fn actor(org: &OrgId) -> Self {
+        Group::Actor {
+            org: org.clone(),
+            positions: Vec::new(),
+            events: Vec::new(),
+        }
+    }
 }
 
 /// A directly submitted event: where its answer goes, its org's group, what settling needs.
@@ -174,21 +184,14 @@ impl QuotaEngine {
         });
         let by_actor = futures_util::future::join_all(by_actor);
         let (direct, by_actor) = match settled {
-            Some(settled) => {
-                let (d, a) = futures_util::future::join(settled, by_actor).await;
-                (d, a)
-            }
+            Some(settled) => futures_util::future::join(settled, by_actor).await,
             None => (Vec::new(), by_actor.await),
         };
-        let mut out: Vec<Option<Result<RecordReply, EngineError>>> = (0..n).map(|_| None).collect();
-        for (position, answer) in direct.into_iter().chain(by_actor.into_iter().flatten()) {
-            if let Some(slot) = out.get_mut(position) {
-                *slot = Some(answer);
-            }
-        }
-        out.into_iter()
-            .map(|a| a.unwrap_or_else(|| Err(EngineError::Internal("event not answered".into()))))
-            .collect()
+        in_input_order(
+            n,
+            direct.into_iter().chain(by_actor.into_iter().flatten()),
+            || Err(EngineError::Internal("event not answered".into())),
+        )
     }
 
     /// Groups `events` by org, in order of first appearance, and decides each org's way.
@@ -198,25 +201,17 @@ impl QuotaEngine {
         let mut index: foldhash::HashMap<&OrgId, usize> = Default::default();
         for (org, req) in events {
             let g = *index.entry(org).or_insert_with(|| {
-                groups.push(self.placed(org).map_or_else(
-                    || Group::Actor {
-                        org: org.clone(),
-                        positions: Vec::new(),
-                        events: Vec::new(),
-                    },
-                    Group::Direct,
-                ));
+                groups.push(
+                    self.placed(org)
+                        .map_or_else(|| Group::actor(org), Group::Direct),
+                );
                 groups.len() - 1
             });
             if let Some(Group::Direct(p)) = groups.get(g) {
                 let fits = self.catalogue().metric_index(&req.metric).is_some()
                     && PeriodKey::containing(req.occurred_at) == p.period();
                 if !fits {
-                    groups[g] = Group::Actor {
-                        org: org.clone(),
-                        positions: Vec::new(),
-                        events: Vec::new(),
-                    };
+                    groups[g] = Group::actor(org);
                 }
             }
             group_of.push(g);

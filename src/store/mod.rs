@@ -92,6 +92,24 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// A store operation under way.
 pub type StoreFuture<T> = BoxFuture<'static, StoreResult<T>>;
 
+/// Answers gathered from several submissions, each with its position in the input, put
+/// back in input order; a position nobody answered gets `missing()`.
+pub fn in_input_order<T>(
+    n: usize,
+    answered: impl IntoIterator<Item = (usize, T)>,
+    missing: impl Fn() -> T,
+) -> Vec<T> {
+    let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    for (position, answer) in answered {
+        if let Some(slot) = out.get_mut(position) {
+            *slot = Some(answer);
+        }
+    }
+    out.into_iter()
+        .map(|a| a.unwrap_or_else(&missing))
+        .collect()
+}
+
 /// Everything the quota engine keeps per org: state, billing mirror, counters per
 /// period, and the idempotency entries of usage records. One org's writes of one call
 /// are atomic; `record` counts each (org, request id) exactly once, however many callers
@@ -146,19 +164,12 @@ pub trait LedgerStore: Send + Sync + 'static {
             })
             .collect();
         Box::pin(async move {
-            let mut out: Vec<Option<StoreResult<Recorded>>> = (0..n).map(|_| None).collect();
-            for (positions, answers) in futures_util::future::join_all(each).await {
-                for (i, answer) in positions.into_iter().zip(answers) {
-                    if let Some(slot) = out.get_mut(i) {
-                        *slot = Some(answer);
-                    }
-                }
-            }
-            out.into_iter()
-                .map(|a| {
-                    a.unwrap_or_else(|| Err(StoreError::Unsupported("record not answered".into())))
-                })
-                .collect()
+            let answered = futures_util::future::join_all(each).await.into_iter();
+            in_input_order(
+                n,
+                answered.flat_map(|(positions, answers)| positions.into_iter().zip(answers)),
+                || Err(StoreError::Unsupported("record not answered".into())),
+            )
         })
     }
     /// Applies `writes` atomically and durably.

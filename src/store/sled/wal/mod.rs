@@ -47,12 +47,9 @@ impl Ops {
         }
     }
 
-    pub fn len(&self) -> usize {
+    /// The puts' size in bytes so far.
+    pub fn bytes(&self) -> usize {
         self.buf.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
     }
 
     pub fn put(&mut self, key: &[u8], value: &[u8]) {

@@ -261,7 +261,7 @@ impl<'a> Batch<'a> {
     pub(super) fn finish(self, m: &Metrics) -> SizeHint {
         // The counters' puts join the frame in `apply`: about one per record.
         let size = SizeHint {
-            frame_bytes: self.ops.len() + self.totals.len() * 64,
+            frame_bytes: self.ops.bytes() + self.totals.len() * 64,
             entries: self.entries.len(),
         };
         let Batch {
