@@ -1,10 +1,12 @@
 //! Credentials: admin tokens, service tokens and per-org API keys.
 //!
-//! Only SHA-256 digests of tokens and keys are held (in memory and in the store). A
-//! presented token is hashed once; configured tokens are found by digest, and an org key
-//! — `eqk.{keyId}.{secret}` — is found by its public key id and its secret's digest is
-//! compared in constant time. The key cache is loaded at start, so authentication never
-//! touches the disk.
+//! Org keys — `eqk.{keyId}.{secret}` — are held only as SHA-256 digests of their
+//! secrets (in memory and in the store): a key is found by its public key id and its
+//! secret's digest is compared in constant time. Configured admin and service tokens come
+//! from the configuration, which holds them as given, so they are compared as given, in
+//! constant time: hashing every presented bearer token cost a check more than its whole
+//! engine decision. The key cache is loaded at start, so authentication never touches
+//! the disk.
 
 pub mod token_file;
 
@@ -15,7 +17,6 @@ use dashmap::DashMap;
 use foldhash::fast::RandomState;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -48,10 +49,8 @@ impl From<&ApiKeyRecord> for KeyEntry {
 }
 
 pub struct Authenticator {
-    /// Digests, uniformly random already: a fast hasher suffices (SipHash over them
-    /// cost more than the rest of the look-up).
-    admin: HashSet<[u8; 32], RandomState>,
-    service: HashSet<[u8; 32], RandomState>,
+    admin: Vec<Box<[u8]>>,
+    service: Vec<Box<[u8]>>,
     keys: DashMap<KeyId, KeyEntry, RandomState>,
     store: Arc<dyn KeyStore>,
     /// Where `refresh` continues reading the store's key changes from.
@@ -81,10 +80,15 @@ impl Authenticator {
         for r in store.all().await? {
             keys.insert(r.key_id.clone(), KeyEntry::from(&r));
         }
-        let digests = |s: &[Secret]| s.iter().map(|t| digest(t.expose())).collect();
+        let tokens = |s: &[Secret]| {
+            s.iter()
+                .filter(|t| !t.expose().is_empty())
+                .map(|t| t.expose().as_bytes().into())
+                .collect()
+        };
         Ok(Self {
-            admin: digests(admin),
-            service: digests(service),
+            admin: tokens(admin),
+            service: tokens(service),
             keys,
             store,
             cursor: AtomicU64::new(cursor),
@@ -100,10 +104,10 @@ impl Authenticator {
             let matches: bool = entry.digest.ct_eq(&digest(secret)).into();
             return (matches && !entry.revoked).then(|| Credential::Org(entry.org.clone()));
         }
-        let d = digest(token);
-        if self.admin.contains(&d) {
+        let presented = token.as_bytes();
+        if any_equal(&self.admin, presented) {
             Some(Credential::Admin)
-        } else if self.service.contains(&d) {
+        } else if any_equal(&self.service, presented) {
             Some(Credential::Service)
         } else {
             None
@@ -216,6 +220,40 @@ pub fn follow_key_changes(
     })
 }
 
+/// Whether `presented` equals one of `tokens`, in time that depends only on the lengths
+/// (every token is compared, none stops early).
+fn any_equal(tokens: &[Box<[u8]>], presented: &[u8]) -> bool {
+    let mut found = false;
+    for t in tokens {
+        found |= fixed_time_eq(t, presented);
+    }
+    found
+}
+
+/// `a == b` without a branch on the bytes: the differences are or-ed together word by
+/// word and only the total is tested (a length mismatch answers at once; lengths are not
+/// secret). `subtle`'s per-byte barriers cost several times this for a 68-byte token.
+fn fixed_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut diff = 0u64;
+    let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (wa.remainder(), wb.remainder());
+    for (x, y) in wa.zip(wb) {
+        let mut xa = [0u8; 8];
+        let mut ya = [0u8; 8];
+        xa.copy_from_slice(x);
+        ya.copy_from_slice(y);
+        diff |= u64::from_ne_bytes(xa) ^ u64::from_ne_bytes(ya);
+    }
+    for (x, y) in ra.iter().zip(rb) {
+        diff |= u64::from(x ^ y);
+    }
+    // Keeps the optimiser from turning the accumulation into an early exit.
+    std::hint::black_box(diff) == 0
+}
+
 fn parse_org_key(token: &str) -> Option<(KeyId, &str)> {
     let mut parts = token.splitn(3, '.');
     if parts.next()? != ORG_KEY_PREFIX {
@@ -255,5 +293,24 @@ mod tests {
         assert_eq!(auth.authenticate(&plain), None);
         let again = Authenticator::load(&[], &[], s).await.unwrap();
         assert_eq!(again.authenticate(&plain), None);
+    }
+
+    #[test]
+    fn configured_tokens_match_only_when_every_byte_does() {
+        let token = b"eqs_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert!(fixed_time_eq(token, token));
+        for i in [0, 7, 8, 40, token.len() - 1] {
+            let mut other = token.to_vec();
+            other[i] ^= 1;
+            assert!(!fixed_time_eq(token, &other), "byte {i} differs");
+        }
+        assert!(!fixed_time_eq(token, &token[..token.len() - 1]));
+        assert!(!fixed_time_eq(&token[..5], token));
+        assert!(fixed_time_eq(b"", b""));
+        let tokens: Vec<Box<[u8]>> = vec![b"first".as_slice().into(), token.as_slice().into()];
+        assert!(any_equal(&tokens, token));
+        assert!(any_equal(&tokens, b"first"));
+        assert!(!any_equal(&tokens, b"firsT"));
+        assert!(!any_equal(&[], token));
     }
 }
