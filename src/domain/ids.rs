@@ -3,6 +3,7 @@
 //! Ids travel into sled keys, logs and headers, so they are bounded (1..=128 bytes) and
 //! may not contain control characters or the NUL byte that separates key segments.
 
+use super::id_text::IdText;
 use super::ParseError;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -44,21 +45,21 @@ macro_rules! id_type {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
-        pub struct $name(String);
+        pub struct $name(IdText);
 
         impl $name {
             pub fn parse(raw: &str) -> Result<Self, ParseError> {
                 check_id(raw)?;
-                Ok(Self(raw.to_owned()))
+                Ok(Self(IdText::new(raw)))
             }
             pub fn as_str(&self) -> &str {
-                &self.0
+                self.0.as_str()
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.0.as_str())
             }
         }
     };
@@ -79,13 +80,13 @@ id_type!(
 
 impl OrgId {
     pub fn generate() -> Self {
-        Self(format!("org_{}", ulid::Ulid::new()))
+        Self(IdText::new(&format!("org_{}", ulid::Ulid::new())))
     }
 }
 
 impl KeyId {
     pub fn generate() -> Self {
-        Self(format!("key_{}", ulid::Ulid::new()))
+        Self(IdText::new(&format!("key_{}", ulid::Ulid::new())))
     }
 }
 

@@ -2,6 +2,7 @@
 //! catalogue, and the local billing mirror. Everything past the HTTP layer takes these types, never raw strings.
 
 pub mod billing;
+mod id_text;
 pub mod ids;
 pub mod metric;
 pub mod period;
