@@ -5,6 +5,7 @@
 //! so that the writer never stops for all of them at once; the clean ones are dropped
 //! whenever they pass a cap, so the cache stays bounded by the live counters.
 
+use super::counter_key::CounterKey;
 use super::ledger;
 use foldhash::HashMap;
 
@@ -13,12 +14,12 @@ const CLEAN_CAP: usize = 200_000;
 
 #[derive(Default)]
 pub struct CounterCache {
-    totals: HashMap<Vec<u8>, Slot>,
+    totals: HashMap<CounterKey, Slot>,
     /// The keys of the dirty totals, each once (in `dirty` or in `due`).
-    dirty: Vec<Vec<u8>>,
+    dirty: Vec<CounterKey>,
     /// The dirty keys when the log was last sealed: what the checkpoint in progress must
     /// store before the sealed segments may go.
-    due: Vec<Vec<u8>>,
+    due: Vec<CounterKey>,
 }
 
 struct Slot {
@@ -32,24 +33,25 @@ impl CounterCache {
     }
 
     /// A total read from the tree.
-    pub fn remember(&mut self, key: Vec<u8>, total: u64) {
-        self.totals.entry(key).or_insert(Slot {
+    pub fn remember(&mut self, key: &[u8], total: u64) {
+        self.totals.entry(CounterKey::new(key)).or_insert(Slot {
             total,
             dirty: false,
         });
     }
 
     /// A total committed (durable in the log), for a checkpoint to store.
-    pub fn commit(&mut self, key: Vec<u8>, total: u64) {
-        match self.totals.get_mut(&key) {
+    pub fn commit(&mut self, key: &[u8], total: u64) {
+        match self.totals.get_mut(key) {
             Some(slot) => {
                 slot.total = total;
                 if !slot.dirty {
                     slot.dirty = true;
-                    self.dirty.push(key);
+                    self.dirty.push(CounterKey::new(key));
                 }
             }
             None => {
+                let key = CounterKey::new(key);
                 self.totals.insert(key.clone(), Slot { total, dirty: true });
                 self.dirty.push(key);
             }
@@ -73,7 +75,7 @@ impl CounterCache {
     /// Up to `limit` dirty totals (the due first; only those with `due_only`) as one tree
     /// batch, counted clean: call only with the tree's lock on this cache held until the
     /// batch is applied (or put back).
-    pub fn take_dirty(&mut self, limit: usize, due_only: bool) -> (sled::Batch, Vec<Vec<u8>>) {
+    pub fn take_dirty(&mut self, limit: usize, due_only: bool) -> (sled::Batch, Vec<CounterKey>) {
         let mut keys = self.due.split_off(self.due.len().saturating_sub(limit));
         if !due_only {
             let rest = limit - keys.len();
@@ -83,7 +85,7 @@ impl CounterCache {
         for key in &keys {
             if let Some(slot) = self.totals.get_mut(key) {
                 slot.dirty = false;
-                batch.insert(key.as_slice(), ledger::encode_counter(slot.total));
+                batch.insert(key.as_bytes(), ledger::encode_counter(slot.total));
             }
         }
         (batch, keys)
@@ -91,7 +93,7 @@ impl CounterCache {
 
     /// A taken batch did not reach the tree: its totals are dirty again (and due: the
     /// checkpoint that took them must store them).
-    pub fn put_back(&mut self, keys: Vec<Vec<u8>>) {
+    pub fn put_back(&mut self, keys: Vec<CounterKey>) {
         for key in keys {
             if let Some(slot) = self.totals.get_mut(&key) {
                 if !slot.dirty {
@@ -117,10 +119,10 @@ mod tests {
     #[test]
     fn only_committed_totals_are_written_each_once_and_in_chunks() {
         let mut c = CounterCache::default();
-        c.remember(b"read".to_vec(), 5);
-        c.commit(b"moved".to_vec(), 1);
-        c.commit(b"moved".to_vec(), 2);
-        c.commit(b"other".to_vec(), 7);
+        c.remember(b"read", 5);
+        c.commit(b"moved", 1);
+        c.commit(b"moved", 2);
+        c.commit(b"other", 7);
         assert_eq!(c.get(b"moved"), Some(2));
         assert_eq!(c.dirty.len(), 2, "one put per moved counter");
         let (_, first) = c.take_dirty(1, false);
@@ -133,7 +135,7 @@ mod tests {
         assert!(c.has_dirty(), "a batch that failed is dirty again");
         let _ = c.take_dirty(10, false);
         assert_eq!(c.get(b"read"), Some(5), "clean totals stay cached");
-        c.remember(b"moved".to_vec(), 0);
+        c.remember(b"moved", 0);
         assert_eq!(
             c.get(b"moved"),
             Some(2),
@@ -144,15 +146,15 @@ mod tests {
     #[test]
     fn a_sealed_checkpoint_takes_only_what_was_dirty_at_the_seal_at_its_latest() {
         let mut c = CounterCache::default();
-        c.commit(b"a".to_vec(), 1);
-        c.commit(b"b".to_vec(), 1);
+        c.commit(b"a", 1);
+        c.commit(b"b", 1);
         c.seal();
-        c.commit(b"a".to_vec(), 2);
-        c.commit(b"c".to_vec(), 1);
+        c.commit(b"a", 2);
+        c.commit(b"c", 1);
         assert!(c.has_due());
         let (batch, keys) = c.take_dirty(10, true);
         assert_eq!(keys.len(), 2, "a and b, not c");
-        assert!(!keys.contains(&b"c".to_vec()));
+        assert!(!keys.contains(&CounterKey::new(b"c")));
         let mut tree = std::collections::BTreeMap::new();
         for (k, v) in sled_batch_puts(batch) {
             tree.insert(k, v);
@@ -160,7 +162,7 @@ mod tests {
         assert_eq!(tree.get(&b"a"[..]), Some(&ledger::encode_counter(2)));
         assert!(!c.has_due(), "the checkpoint's share is done");
         assert!(c.has_dirty(), "c waits for the next checkpoint");
-        c.commit(b"a".to_vec(), 3);
+        c.commit(b"a", 3);
         let (_, keys) = c.take_dirty(10, false);
         assert_eq!(keys.len(), 2, "moved after it was stored: dirty again");
     }

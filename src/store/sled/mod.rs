@@ -13,6 +13,7 @@
 use crate::store::codec;
 #[cfg(test)]
 mod checkpoint_tests;
+mod counter_key;
 mod counters;
 mod debug_entries;
 mod durability;
@@ -132,7 +133,7 @@ impl Inner {
             Some(v) => ledger::decode_counter(&v)?,
             None => 0,
         };
-        counters.remember(key.to_vec(), total);
+        counters.remember(key, total);
         Ok(total)
     }
 

@@ -351,7 +351,7 @@ fn apply(
     }
     let mut counters = lock(&inner.counters);
     for (key, total) in totals {
-        counters.commit(key, total);
+        counters.commit(&key, total);
     }
     drop(counters);
     inner.idem.insert(entries);
