@@ -1,10 +1,12 @@
-//! The text of an id, held inline when it is short enough — as every server-generated
-//! id (`org_` or `key_` + a ULID, 30 bytes) is — and on the heap otherwise.
+//! The text of an id or a metric name, held inline when it is short enough — as every
+//! server-generated id (`org_` or `key_` + a ULID, 30 bytes) is — and on the heap
+//! otherwise.
 //!
 //! Why: the hot path finds an org's counters by its id among tens of thousands, and a
 //! heap string there costs a cache miss of its own for the key compare, besides an
-//! allocation for every clone (each consume queues its org by id). Inline, the compare
-//! reads the map bucket it already loaded and a clone is a 32-byte copy.
+//! allocation for every clone (each consume queues its org by id; each flushed counter
+//! carries its metric). Inline, the compare reads the map bucket it already loaded and a
+//! clone is a 32-byte copy.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cmp::Ordering;

@@ -1,12 +1,13 @@
 //! Metric names: lowercase `[a-z0-9_]{1,64}`, as SPEC.md §3 fixes them.
 
+use super::id_text::IdText;
 use super::ParseError;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Metric(String);
+pub struct Metric(IdText);
 
 impl Metric {
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
@@ -19,15 +20,15 @@ impl Metric {
         {
             return Err(ParseError::new("must match [a-z0-9_]{1,64}"));
         }
-        Ok(Self(raw.to_owned()))
+        Ok(Self(IdText::new(raw)))
     }
 
     pub fn api_call() -> Self {
-        Self("api_call".to_owned())
+        Self(IdText::new("api_call"))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 }
 
@@ -40,13 +41,13 @@ impl TryFrom<String> for Metric {
 
 impl From<Metric> for String {
     fn from(value: Metric) -> Self {
-        value.0
+        value.as_str().to_owned()
     }
 }
 
 impl fmt::Display for Metric {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.0.as_str())
     }
 }
 
