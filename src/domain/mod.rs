@@ -4,6 +4,7 @@
 pub mod billing;
 mod id_text;
 pub mod ids;
+pub mod inline_bytes;
 pub mod metric;
 pub mod period;
 pub mod plans;

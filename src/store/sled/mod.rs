@@ -13,7 +13,6 @@
 use crate::store::codec;
 #[cfg(test)]
 mod checkpoint_tests;
-mod counter_key;
 mod counters;
 mod debug_entries;
 mod durability;
